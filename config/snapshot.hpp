@@ -1,0 +1,79 @@
+#pragma once
+// The validated, immutable configuration the data plane runs from. Every source (native JSON
+// file, --forward flags, later Kubernetes objects and the API watch) produces one of these;
+// proxy/ reads it and never parses a file format. A published snapshot is never mutated.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/ip.hpp"
+
+namespace npp::config {
+
+enum class protocol : std::uint8_t { tcp, udp };
+/// "TCP" / "UDP", as Kubernetes spells them.
+std::string_view to_string(protocol p);
+
+/// An inclusive nodePort range such as 30000-32767 (--service-node-port-range).
+struct port_range {
+  int first = 30000;  ///< lowest port, inclusive
+  int last = 32767;   ///< highest port, inclusive
+  /// Parses "N1-N2" (1 <= N1 <= N2 <= 65535). Returns false and sets *error otherwise.
+  static bool parse(std::string_view text, port_range& out, std::string* error = nullptr);
+  bool contains(int port) const { return port >= first && port <= last; }
+  int size() const { return last - first + 1; }
+  std::string str() const { return std::to_string(first) + "-" + std::to_string(last); }
+  friend bool operator==(const port_range&, const port_range&) = default;
+};
+
+/// One backend address with its EndpointSlice conditions.
+struct endpoint {
+  host_port address;         ///< pod IP and target port
+  bool ready = true;         ///< EndpointSlice conditions.ready (missing = true)
+  bool serving = true;       ///< conditions.serving (missing = true)
+  bool terminating = false;  ///< conditions.terminating (missing = false)
+  std::string node_name;     ///< nodeName, for externalTrafficPolicy: Local
+  friend bool operator==(const endpoint&, const endpoint&) = default;
+};
+
+enum class session_affinity : std::uint8_t { none, client_ip };
+enum class traffic_policy : std::uint8_t { cluster, local };
+
+/// One port of a Service: what the proxy binds (node_port, proto) and where it forwards.
+struct service_port {
+  std::string name;                  ///< port name ("" allowed for a single port)
+  protocol proto = protocol::tcp;    ///< TCP (default) or UDP
+  int port = 0;                      ///< the Service's own port (informational)
+  int node_port = 0;                 ///< the port bound on the node; never 0 after load
+  bool node_port_allocated = false;  ///< true when the loader chose node_port (none was given)
+  std::vector<endpoint> endpoints;   ///< every endpoint as given, deduplicated by address
+};
+
+struct service {
+  std::string ns = "default";  ///< namespace
+  std::string name;            ///< Service name
+  std::vector<service_port> ports;
+  session_affinity affinity = session_affinity::none;
+  int affinity_timeout_seconds = 10800;  ///< sessionAffinityConfig.clientIP.timeoutSeconds
+  traffic_policy external_traffic_policy = traffic_policy::cluster;
+  bool ad_hoc = false;  ///< from --forward: the nodePort range does not apply
+  /// "namespace/name"
+  std::string id() const { return ns + "/" + name; }
+};
+
+struct snapshot {
+  port_range range;               ///< the nodePort range the snapshot was validated against
+  std::vector<service> services;  ///< in file order
+  std::string source;             ///< where it came from (path, "--forward"), for logs
+};
+using snapshot_ptr = std::shared_ptr<const snapshot>;
+
+/// The endpoints a connection to this port may use, as kube-proxy picks them: ready ones; if
+/// there are none, serving && terminating ones. With externalTrafficPolicy Local only those
+/// whose node_name equals node_name. Order is the order of port.endpoints.
+std::vector<host_port> usable_endpoints(const service& svc, const service_port& port,
+                                        std::string_view node_name);
+
+}  // namespace npp::config

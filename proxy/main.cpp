@@ -1,0 +1,304 @@
+// nodeport-proxy: a userspace Kubernetes NodePort proxy.
+// main() is the only place that reads flags or the environment; it wires the config sources to
+// the data plane (proxy::server) and maps every failure to an exit code: 0 ok, 1 error or
+// invalid input, 2 usage.
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+#include <thread>
+
+#include "config/duration.hpp"
+#include "config/load.hpp"
+#include "proxy/demo.hpp"
+#include "proxy/logging.hpp"
+#include "proxy/server.hpp"
+
+namespace {
+
+using namespace npp;
+
+/// Exit codes (documented in the README).
+constexpr int exit_ok = 0;
+constexpr int exit_error = 1;
+constexpr int exit_usage = 2;
+
+/// A CLI11 validator for durations such as 250ms, 5s, 1h30m.
+struct duration_validator : CLI::Validator {
+  duration_validator() {
+    name_ = "DURATION";
+    func_ = [](std::string& s) -> std::string {
+      return config::parse_duration(s) ? std::string() : "not a duration (examples: 250ms, 5s, 2m, 1h): " + s;
+    };
+  }
+};
+
+std::chrono::milliseconds duration_of(const std::string& s) { return *config::parse_duration(s); }
+
+/// Flags shared by run and demo.
+struct run_flags {
+  std::string endpoints_file;
+  std::vector<std::string> forwards;
+  unsigned workers = 0;
+  std::string nodeport_addresses;
+  std::string node_port_range;
+  std::string connect_timeout = "5s";
+  unsigned connect_attempts = 3;
+  std::string idle_timeout = "1h";
+  std::string half_closed_timeout = "60s";
+  std::size_t max_connections = 0;
+  std::size_t buffer_size = 32 * 1024;
+  std::string shutdown_grace_period = "30s";
+  std::string hostname_override;
+};
+
+void add_run_flags(CLI::App& cmd, run_flags& f) {
+  static const duration_validator is_duration;
+  cmd.add_option("--endpoints-file", f.endpoints_file, "Native JSON endpoint file (SIGHUP re-reads it)")
+      ->check(CLI::ExistingFile);
+  cmd.add_option("--forward", f.forwards,
+                 "Ad-hoc forwarding without a file: [tcp:]LISTEN=HOST:PORT[,HOST:PORT...] (repeatable)");
+  cmd.add_option("--workers", f.workers, "Worker threads (default: one per core)")->check(CLI::Range(1, 256));
+  cmd.add_option("--nodeport-addresses", f.nodeport_addresses,
+                 "CIDRs of local addresses to bind nodePorts on, comma-separated (default: all, IPv4 and IPv6)");
+  cmd.add_option("--service-node-port-range", f.node_port_range,
+                 "Range of valid nodePorts, N1-N2 (default: the file's nodePortRange, else 30000-32767)");
+  cmd.add_option("--connect-timeout", f.connect_timeout, "Timeout of one upstream connect attempt")
+      ->check(is_duration)->capture_default_str();
+  cmd.add_option("--connect-attempts", f.connect_attempts, "Connect attempts over distinct endpoints")
+      ->check(CLI::Range(1, 16))->capture_default_str();
+  cmd.add_option("--idle-timeout", f.idle_timeout, "Close a connection after this long without traffic")
+      ->check(is_duration)->capture_default_str();
+  cmd.add_option("--half-closed-timeout", f.half_closed_timeout,
+                 "Close a half-closed connection (one side sent FIN) after this long without traffic")
+      ->check(is_duration)->capture_default_str();
+  cmd.add_option("--max-connections", f.max_connections,
+                 "Process-wide limit on proxied connections; over it clients are reset (default: from RLIMIT_NOFILE)");
+  cmd.add_option("--buffer-size", f.buffer_size, "Bytes buffered per direction while data moves")
+      ->check(CLI::Range(std::size_t{1024}, std::size_t{16} << 20))->capture_default_str();
+  cmd.add_option("--shutdown-grace-period", f.shutdown_grace_period,
+                 "After SIGTERM, how long open connections may finish")
+      ->check(is_duration)->capture_default_str();
+  cmd.add_option("--hostname-override", f.hostname_override,
+                 "This node's name (externalTrafficPolicy: Local); default: $NODE_NAME, else the host name");
+}
+
+/// Turns flags into data-plane settings; throws std::invalid_argument with a message for the user.
+proxy::settings to_settings(const run_flags& f) {
+  proxy::settings s;
+  s.workers = f.workers;
+  std::string list = f.nodeport_addresses;
+  std::size_t start = 0;
+  while (start <= list.size() && !list.empty()) {
+    auto comma = list.find(',', start);
+    auto item = list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (!item.empty()) {
+      std::string why;
+      auto c = config::cidr::parse(item, &why);
+      if (!c) throw std::invalid_argument("--nodeport-addresses: " + item + ": " + why);
+      s.nodeport_addresses.push_back(*c);
+    }
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  s.connect_timeout = duration_of(f.connect_timeout);
+  s.connect_attempts = f.connect_attempts;
+  s.idle_timeout = duration_of(f.idle_timeout);
+  s.half_closed_timeout = duration_of(f.half_closed_timeout);
+  s.max_connections = f.max_connections;
+  s.buffer_size = f.buffer_size;
+  s.shutdown_grace_period = duration_of(f.shutdown_grace_period);
+  return s;
+}
+
+std::string node_name(const run_flags& f) {
+  if (!f.hostname_override.empty()) return f.hostname_override;
+  if (const char* env = std::getenv("NODE_NAME"); env && *env) return env;
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) == 0) return host;
+  return "";
+}
+
+config::load_options load_opts(const run_flags& f) {
+  config::load_options o;
+  if (!f.node_port_range.empty()) {
+    config::port_range r;
+    std::string why;
+    if (!config::port_range::parse(f.node_port_range, r, &why))
+      throw std::invalid_argument("--service-node-port-range: " + why);
+    o.range_override = r;
+  }
+  return o;
+}
+
+void log_problems(const config::config_error& e) {
+  spdlog::error("{}: {} problem(s)", e.source(), e.problems().size());
+  for (const auto& p : e.problems()) spdlog::error("{}: {}", e.source(), p.str());
+}
+
+/// Loads everything `run` serves: the endpoint file and/or --forward entries, validated together.
+config::snapshot load_all(const run_flags& f, const config::load_options& opts) {
+  config::snapshot snap;
+  if (!f.endpoints_file.empty()) snap = config::load_file(f.endpoints_file, opts);
+  if (!f.forwards.empty()) {
+    for (const auto& spec : f.forwards) snap.services.push_back(config::parse_forward(spec));
+    snap.source = f.endpoints_file.empty() ? "--forward" : snap.source + " + --forward";
+    config::validate_and_allocate(snap);
+  }
+  return snap;
+}
+
+int cmd_run(const run_flags& f) {
+  if (f.endpoints_file.empty() && f.forwards.empty()) {
+    std::cerr << "run: give --endpoints-file FILE or at least one --forward\n";
+    return exit_usage;
+  }
+  proxy::settings s;
+  config::load_options opts;
+  try {
+    s = to_settings(f);
+    opts = load_opts(f);
+  } catch (const std::invalid_argument& e) {
+    std::cerr << e.what() << "\n";
+    return exit_usage;
+  }
+  config::snapshot first;
+  try {
+    first = load_all(f, opts);
+  } catch (const config::config_error& e) {
+    log_problems(e);
+    return exit_error;
+  }
+  try {
+    proxy::server srv(s, node_name(f));
+    auto r = srv.apply(first);
+    if (!r.errors.empty()) {
+      spdlog::error("could not bind {} port(s); exiting", r.errors.size());
+      return exit_error;
+    }
+    return srv.run([&]() -> config::snapshot_ptr {
+      try {
+        return std::make_shared<const config::snapshot>(load_all(f, opts));
+      } catch (const config::config_error& e) {
+        spdlog::error("configuration rejected; keeping the running configuration");
+        log_problems(e);
+      } catch (const std::exception& e) {
+        spdlog::error("configuration rejected: {}; keeping the running configuration", e.what());
+      }
+      return nullptr;
+    });
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+    return exit_error;
+  }
+}
+
+int cmd_validate(const std::string& file, const std::string& range) {
+  config::load_options opts;
+  if (!range.empty()) {
+    config::port_range r;
+    std::string why;
+    if (!config::port_range::parse(range, r, &why)) {
+      std::cerr << "--service-node-port-range: " << why << "\n";
+      return exit_usage;
+    }
+    opts.range_override = r;
+  }
+  try {
+    auto snap = config::load_file(file, opts);
+    std::size_t ports = 0;
+    for (auto& svc : snap.services) ports += svc.ports.size();
+    std::cout << file << ": OK (" << snap.services.size() << " services, " << ports << " ports)\n";
+    for (auto& svc : snap.services)
+      for (auto& p : svc.ports)
+        if (p.node_port_allocated)
+          std::cout << "  " << svc.id() << " port " << (p.name.empty() ? std::to_string(p.port) : p.name) << "/"
+                    << config::to_string(p.proto) << ": allocated nodePort " << p.node_port << "\n";
+    return exit_ok;
+  } catch (const config::config_error& e) {
+    std::cout << file << ": " << e.problems().size() << " problem(s)\n";
+    for (const auto& p : e.problems()) std::cout << file << ": " << p.str() << "\n";
+    return exit_error;
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"nodeport-proxy: a userspace Kubernetes NodePort proxy (TCP, from a JSON endpoint file)",
+               "nodeport-proxy"};
+  app.require_subcommand(1);
+  std::string log_level = "info", log_format = "text";
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
+      ->capture_default_str();
+  app.add_option("--log-format", log_format, "text|json")->check(CLI::IsMember({"text", "json"}))->capture_default_str();
+  app.fallthrough();
+
+  run_flags rf;
+  auto* run = app.add_subcommand("run", "Serve nodePorts from an endpoint file or --forward entries");
+  add_run_flags(*run, rf);
+
+  std::string validate_file, validate_range;
+  auto* validate = app.add_subcommand("validate", "Check an endpoint file and print every problem");
+  validate->add_option("file", validate_file, "Endpoint file")->required();
+  validate->add_option("--service-node-port-range", validate_range, "Range of valid nodePorts, N1-N2");
+
+  bool version_json = false;
+  auto* version = app.add_subcommand("version", "Print the version");
+  version->add_flag("--json", version_json, "As JSON");
+
+  run_flags df;
+  proxy::demo_options demo_opts;
+  auto* demo = app.add_subcommand("demo", "Start three HTTP backends and the proxy on loopback and show round-robin");
+  add_run_flags(*demo, df);
+  demo->add_option("--requests", demo_opts.requests, "Requests the demo sends through the nodePort")->capture_default_str();
+  demo->add_flag("--exit", demo_opts.exit_after, "Exit after the demo requests instead of serving until Ctrl-C");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return exit_usage;  // CLI11 would exit 100+; we promise 2 for usage errors
+  }
+
+  try {
+    proxy::setup_logging(log_level, log_format);
+  } catch (const std::exception& e) {
+    std::cerr << e.what() << "\n";
+    return exit_usage;
+  }
+
+  if (*version) {
+    if (version_json)
+      std::cout << R"({"version":")" << NPP_VERSION << R"("})" << "\n";
+    else
+      std::cout << "nodeport-proxy " << NPP_VERSION << "\n";
+    return exit_ok;
+  }
+  if (*validate) return cmd_validate(validate_file, validate_range);
+  if (*run) return cmd_run(rf);
+  if (*demo) {
+    try {
+      if (df.nodeport_addresses.empty()) df.nodeport_addresses = "127.0.0.0/8";
+      if (df.endpoints_file.empty() && df.forwards.empty()) df.endpoints_file = proxy::default_demo_file();
+      auto s = to_settings(df);
+      auto opts = load_opts(df);
+      config::snapshot snap = load_all(df, opts);
+      return proxy::run_demo(snap, s, node_name(df), demo_opts);
+    } catch (const config::config_error& e) {
+      log_problems(e);
+      return exit_error;
+    } catch (const std::exception& e) {
+      spdlog::error("{}", e.what());
+      return exit_error;
+    }
+  }
+  return exit_usage;
+}

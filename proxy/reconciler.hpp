@@ -1,0 +1,64 @@
+#pragma once
+// The only place that compares two snapshots. It runs on the control thread: it keeps
+// listeners whose (address, port, protocol) is unchanged, opens new ones, closes removed ones,
+// and posts each worker its new listener set with the port configs they serve.
+//
+// Sockets per nodePort and local address:
+//   - a "holder": bound, never listening. It reserves the port while the proxy is configured for
+//     it and makes the kernel answer SYNs with a reset while there is no usable endpoint, so
+//     clients see "connection refused" as Kubernetes' e2e test expects.
+//   - while the port has endpoints: one listening SO_REUSEPORT socket per worker, created here
+//     (so bind errors are reported synchronously) and handed over to the worker, which owns it.
+#include <map>
+#include <memory>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "config/snapshot.hpp"
+#include "proxy/listener_key.hpp"
+#include "proxy/port_runtime.hpp"
+#include "proxy/settings.hpp"
+#include "proxy/socket_util.hpp"
+
+namespace npp::proxy {
+
+class worker;
+
+/// What one apply() did.
+struct apply_result {
+  std::vector<std::string> errors;  ///< ports that could not be bound ("bind ...: Address already in use")
+  std::size_t ports = 0;            ///< service ports in the snapshot
+  std::size_t listening = 0;        ///< (address, port) keys accepting connections
+  std::size_t refusing = 0;         ///< keys held without endpoints (connections refused)
+};
+
+class reconciler {
+ public:
+  reconciler(const settings& cfg, std::vector<bind_address> addrs, std::string node_name,
+             std::vector<std::unique_ptr<worker>>& workers);
+  /// Moves the data plane to `snap`. Ports that fail to bind are reported and skipped; everything
+  /// else is applied.
+  apply_result apply(const config::snapshot& snap);
+  /// Releases every port (SIGTERM): holders are closed here, listeners by each worker's drain.
+  void release_all();
+
+ private:
+  using port_id = std::pair<config::protocol, int>;  ///< (protocol, nodePort)
+
+  std::shared_ptr<const port_runtime> runtime_for(const config::service& svc, const config::service_port& sp);
+
+  const settings& cfg_;
+  std::vector<bind_address> addrs_;    ///< where nodePorts are bound
+  std::string node_name_;              ///< this node, for externalTrafficPolicy: Local
+  std::vector<std::unique_ptr<worker>>& workers_;
+  std::map<listener_key, unique_fd> holders_;           ///< bound, not listening: one per key
+  std::set<listener_key> listening_;                   ///< keys whose workers have listeners
+  std::map<port_id, std::shared_ptr<const port_runtime>> ports_;       ///< current port configs
+  std::map<std::string, std::shared_ptr<port_stats>> stats_;           ///< by "ns/name/port/proto"
+  std::set<port_id> warned_udp_;                        ///< UDP ports already warned about
+  std::mt19937_64 rng_{std::random_device{}()};          ///< endpoint shuffling
+};
+
+}  // namespace npp::proxy

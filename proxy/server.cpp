@@ -1,0 +1,132 @@
+#include "proxy/server.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <thread>
+
+#include "proxy/worker.hpp"
+
+namespace npp::proxy {
+
+namespace asio = boost::asio;
+
+/// Descriptors kept back from RLIMIT_NOFILE when deriving --max-connections: listeners (per
+/// worker and port), holders, log files, the reload's file reads, and accept() headroom.
+static constexpr unsigned long reserved_fds = 256;
+
+struct server::impl {
+  settings cfg;
+  shared_state shared;
+  std::vector<std::unique_ptr<worker>> workers;
+  std::unique_ptr<reconciler> rec;
+  asio::io_context control{1};
+  asio::signal_set signals{control, SIGHUP, SIGTERM, SIGINT};
+  std::thread joiner;
+  bool draining = false;
+  std::uint64_t generation = 0;
+
+  void begin_drain(reload_fn&) {
+    draining = true;
+    std::size_t open = 0;
+    for (auto& w : workers) open += w->sessions();  // approximate: read across threads for the log only
+    spdlog::info("shutting down: listeners closed, draining connections for up to {} ms",
+                 cfg.shutdown_grace_period.count());
+    (void)open;
+    rec->release_all();
+    auto deadline = std::chrono::steady_clock::now() + cfg.shutdown_grace_period;
+    for (auto& w : workers) w->post_drain(deadline);
+    joiner = std::thread([this] {
+      for (auto& w : workers) w->join();
+      asio::post(control, [this] { control.stop(); });
+    });
+  }
+
+  void wait_signal(reload_fn& reload) {
+    signals.async_wait([this, &reload](const boost::system::error_code& ec, int sig) {
+      if (ec) return;
+      if (sig == SIGHUP) {
+        if (!draining) {
+          spdlog::info("SIGHUP: reloading configuration");
+          if (auto snap = reload()) {
+            auto r = rec->apply(*snap);
+            log_applied(*snap, r);
+          }
+        }
+      } else if (!draining) {
+        spdlog::info("{} received", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        begin_drain(reload);
+      } else {
+        spdlog::warn("second {}: closing every connection now", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        for (auto& w : workers) w->post_drain(std::chrono::steady_clock::now());
+      }
+      wait_signal(reload);
+    });
+  }
+
+  void log_applied(const config::snapshot& snap, const apply_result& r) {
+    for (auto& e : r.errors) spdlog::error("{}", e);
+    ++generation;
+    spdlog::info("configuration applied: generation={} source={} services={} ports={} listening={} refusing={} errors={}",
+                 generation, snap.source, snap.services.size(), r.ports, r.listening, r.refusing, r.errors.size());
+  }
+};
+
+server::server(settings cfg, std::string node_name) : impl_(std::make_unique<impl>()) {
+  auto& s = *impl_;
+  s.cfg = std::move(cfg);
+  if (s.cfg.workers == 0) s.cfg.workers = std::max(1u, std::thread::hardware_concurrency());
+  const unsigned long nofile = raise_nofile_limit();
+  if (s.cfg.max_connections == 0) {
+    s.cfg.max_connections = nofile > 2 * reserved_fds ? (nofile - reserved_fds) / 2 : nofile / 4;
+  }
+  s.shared.max_connections = s.cfg.max_connections;
+  std::string error;
+  auto addrs = select_bind_addresses(s.cfg.nodeport_addresses, &error);
+  if (addrs.empty()) throw std::runtime_error(error);
+  std::string list;
+  for (auto& a : addrs) list += (list.empty() ? "" : " ") + a.str() + (a.dual_stack ? " (dual-stack)" : "");
+  spdlog::info("nodeport-proxy {}: {} workers, max {} connections (open-file limit {}), binding on {}", NPP_VERSION,
+               s.cfg.workers, s.cfg.max_connections, nofile, list);
+  for (unsigned i = 0; i < s.cfg.workers; ++i) s.workers.push_back(std::make_unique<worker>(i, s.cfg, s.shared));
+  s.rec = std::make_unique<reconciler>(s.cfg, std::move(addrs), std::move(node_name), s.workers);
+  for (auto& w : s.workers) w->start();
+}
+
+server::~server() {
+  auto& s = *impl_;
+  if (!s.draining) {
+    s.rec->release_all();
+    for (auto& w : s.workers) w->post_drain(std::chrono::steady_clock::now());
+  }
+  for (auto& w : s.workers) w->join();
+  if (s.joiner.joinable()) s.joiner.join();
+}
+
+apply_result server::apply(const config::snapshot& snap) {
+  auto r = impl_->rec->apply(snap);
+  impl_->log_applied(snap, r);
+  return r;
+}
+
+int server::run(reload_fn reload) {
+  auto& s = *impl_;
+  s.wait_signal(reload);
+  s.control.run();
+  if (s.joiner.joinable()) s.joiner.join();
+  spdlog::info("shutdown complete");
+  return 0;
+}
+
+void server::stop() {
+  asio::post(impl_->control, [this] {
+    reload_fn none;
+    if (!impl_->draining) impl_->begin_drain(none);
+  });
+}
+
+const settings& server::cfg() const { return impl_->cfg; }
+
+}  // namespace npp::proxy

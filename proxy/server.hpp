@@ -1,0 +1,44 @@
+#pragma once
+// The data plane as main() sees it: workers, the reconciler and the control loop (signals,
+// reloads, drain). No Asio in this header, so main.cpp and tests stay light to compile.
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/snapshot.hpp"
+#include "proxy/reconciler.hpp"
+#include "proxy/settings.hpp"
+
+namespace npp::proxy {
+
+class server {
+ public:
+  /// Starts the worker threads. Throws std::runtime_error if no bind address can be selected.
+  server(settings cfg, std::string node_name);
+  ~server();
+  server(const server&) = delete;
+  server& operator=(const server&) = delete;
+
+  /// Applies a snapshot (callable before run(), and from the reload callback).
+  apply_result apply(const config::snapshot& snap);
+
+  /// Produces the next snapshot on SIGHUP (or a file change); returns nullptr when the input is
+  /// invalid (the callback logs why) so the running configuration stays.
+  using reload_fn = std::function<config::snapshot_ptr()>;
+  /// Runs the control loop on the calling thread until a SIGTERM/SIGINT drain has finished.
+  /// Returns the process exit code (0 after a clean drain).
+  int run(reload_fn reload);
+
+  /// Requests the same drain as SIGTERM (thread-safe; used by tests and the demo).
+  void stop();
+
+  /// The resolved settings (workers and max_connections filled in).
+  const settings& cfg() const;
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace npp::proxy

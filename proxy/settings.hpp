@@ -1,0 +1,41 @@
+#pragma once
+// Process settings of the data plane (from CLI flags; main.cpp is the only reader of flags).
+// Defaults live here, in one visible block, next to what they mean.
+#include <chrono>
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "config/ip.hpp"
+
+namespace npp::proxy {
+
+using std::chrono::milliseconds;
+
+struct settings {
+  /// Worker threads, each with its own io_context and SO_REUSEPORT listeners (0 = one per core).
+  unsigned workers = 0;
+  /// --nodeport-addresses: bind only local addresses inside these blocks. Empty = every address
+  /// (one dual-stack [::] socket per port, or 0.0.0.0 where the host has no IPv6).
+  std::vector<config::cidr> nodeport_addresses;
+  /// Time allowed for one upstream connect attempt before the next endpoint is tried.
+  milliseconds connect_timeout{5000};
+  /// Connect attempts per client connection, each to a distinct endpoint.
+  unsigned connect_attempts = 3;
+  /// A connection with no bytes moving either way for this long is closed.
+  milliseconds idle_timeout{std::chrono::hours(1)};
+  /// Once one direction has ended (FIN), the connection is closed after this long without traffic
+  /// (HAProxy's "timeout client-fin"); shorter than idle so half-open peers do not pile up.
+  milliseconds half_closed_timeout{std::chrono::seconds(60)};
+  /// Process-wide cap on proxied client connections (0 = derive from RLIMIT_NOFILE: each proxied
+  /// connection holds two descriptors, and some are kept back for listeners and logs).
+  std::size_t max_connections = 0;
+  /// Bytes buffered per direction while data is in flight; a connection holds no buffer while idle.
+  std::size_t buffer_size = 32 * 1024;
+  /// listen(2) backlog of every nodePort listener.
+  int backlog = 4096;
+  /// After SIGTERM, open connections may finish for this long before they are closed.
+  milliseconds shutdown_grace_period{std::chrono::seconds(30)};
+};
+
+}  // namespace npp::proxy

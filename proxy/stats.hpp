@@ -1,0 +1,56 @@
+#pragma once
+// Counters, defined once in one list (Envoy's ALL_TCP_PROXY_STATS). Each worker writes only its
+// own cache-line-aligned block with relaxed atomics (a plain load+store: no lock prefix on the
+// data path); readers sum the blocks when they report.
+#include <atomic>
+#include <cstdint>
+#include <memory>
+
+namespace npp::proxy {
+
+// X(name, help)
+#define NPP_PORT_COUNTERS(X)                                                              \
+  X(connections_accepted, "client connections accepted")                                 \
+  X(connections_rejected_limit, "client connections reset because of --max-connections") \
+  X(connections_rejected_no_endpoints, "client connections reset: no usable endpoint")    \
+  X(connections_connect_failed, "client connections reset: every connect attempt failed") \
+  X(upstream_connect_attempts, "upstream connect attempts")                               \
+  X(upstream_connect_failures, "upstream connect attempts that failed or timed out")      \
+  X(bytes_client_to_upstream, "bytes relayed from clients to endpoints")                  \
+  X(bytes_upstream_to_client, "bytes relayed from endpoints to clients")                  \
+  X(closed_idle_timeout, "connections closed by the idle timeout")                        \
+  X(closed_half_closed_timeout, "connections closed by the half-closed timeout")          \
+  X(closed_client_reset, "connections ended by a client reset")                           \
+  X(closed_upstream_reset, "connections ended by an endpoint reset")
+
+/// One worker's counters for one service port.
+struct alignas(64) port_counters {
+#define NPP_DECLARE_COUNTER(name, help) std::atomic<std::uint64_t> name{0};
+  NPP_PORT_COUNTERS(NPP_DECLARE_COUNTER)
+#undef NPP_DECLARE_COUNTER
+  std::atomic<std::int64_t> connections_active{0};  ///< gauge
+};
+
+/// Adds n to a counter only this thread writes (relaxed load + store, no read-modify-write).
+inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) {
+  c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
+inline void bump(std::atomic<std::int64_t>& c, std::int64_t n) {
+  c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
+
+/// Counters of one service port, one block per worker. Kept across snapshots for as long as
+/// the service port exists, so counts survive endpoint changes.
+class port_stats {
+ public:
+  explicit port_stats(unsigned workers) : workers_(workers), blocks_(new port_counters[workers]) {}
+  port_counters& worker(unsigned i) { return blocks_[i]; }
+  const port_counters& worker(unsigned i) const { return blocks_[i]; }
+  unsigned workers() const { return workers_; }
+
+ private:
+  unsigned workers_;                         ///< number of blocks
+  std::unique_ptr<port_counters[]> blocks_;  ///< one per worker
+};
+
+}  // namespace npp::proxy

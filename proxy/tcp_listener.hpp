@@ -1,0 +1,39 @@
+#pragma once
+// One worker's SO_REUSEPORT acceptor for one (address, nodePort). Accepts and hands each client
+// to a new tcp_session; the kernel spreads connections over the workers' sockets.
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <memory>
+
+#include "proxy/listener_key.hpp"
+#include "proxy/port_runtime.hpp"
+
+namespace npp::proxy {
+
+class worker;
+
+class tcp_listener : public std::enable_shared_from_this<tcp_listener> {
+ public:
+  /// Adopts `fd` (a bound, listening, non-blocking socket).
+  tcp_listener(worker& w, listener_key key, int fd, std::shared_ptr<const port_runtime> port);
+  void start();
+  /// Stops accepting; connections already accepted are not affected.
+  void close();
+  /// New connections use `port` from now on.
+  void update(std::shared_ptr<const port_runtime> port) { port_ = std::move(port); }
+  const listener_key& key() const { return key_; }
+
+ private:
+  void do_accept();
+  void on_accept(const boost::system::error_code& ec, boost::asio::ip::tcp::socket sock);
+  void reject(boost::asio::ip::tcp::socket& sock);
+
+  worker& worker_;                            ///< owning worker
+  listener_key key_;                          ///< what this socket is bound to
+  boost::asio::ip::tcp::acceptor acceptor_;   ///< the SO_REUSEPORT socket
+  std::shared_ptr<const port_runtime> port_;  ///< config for new connections
+  boost::asio::steady_timer backoff_;         ///< pause after accept errors such as EMFILE
+  std::chrono::steady_clock::time_point last_error_log_{};  ///< rate limit for accept errors
+};
+
+}  // namespace npp::proxy

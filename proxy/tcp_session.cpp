@@ -1,0 +1,267 @@
+#include "proxy/tcp_session.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+
+#include "proxy/endpoint_format.hpp"
+#include "proxy/worker.hpp"
+
+namespace npp::proxy {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+using clock_type = std::chrono::steady_clock;
+
+/// Reads per direction before yielding to other connections on the worker (fairness).
+static constexpr int max_reads_per_turn = 16;
+
+const char* to_string(close_reason r) {
+  switch (r) {
+    case close_reason::eof: return "eof";
+    case close_reason::client_reset: return "client_reset";
+    case close_reason::upstream_reset: return "upstream_reset";
+    case close_reason::idle_timeout: return "idle_timeout";
+    case close_reason::half_closed_timeout: return "half_closed_timeout";
+    case close_reason::connect_failed: return "connect_failed";
+    case close_reason::no_endpoints: return "no_endpoints";
+    case close_reason::limit: return "limit";
+    case close_reason::shutdown: return "shutdown";
+    case close_reason::error: return "error";
+  }
+  return "?";
+}
+
+tcp_session::tcp_session(worker& w, tcp::socket client, std::shared_ptr<const port_runtime> port, std::uint64_t id)
+    : worker_(w),
+      client_(std::move(client)),
+      upstream_(w.context()),
+      port_(std::move(port)),
+      timer_(w.context()),
+      id_(id),
+      started_(clock_type::now()),
+      last_activity_(started_) {
+  worker_.add_session(*this);
+  bump(port_->stats->worker(worker_.index()).connections_active, 1);
+}
+
+tcp_session::~tcp_session() {
+  release_buffer(in);
+  release_buffer(out);
+  bump(port_->stats->worker(worker_.index()).connections_active, -1);
+  worker_.shared().active_connections.fetch_sub(1, std::memory_order_relaxed);
+  worker_.session_ended();
+}
+
+void tcp_session::start() {
+  error_code peer_ec;
+  client_addr_ = client_.remote_endpoint(peer_ec);  // kept: getpeername fails once the peer is gone
+  auto& c = port_->stats->worker(worker_.index());
+  bump(c.connections_accepted);
+  if (port_->endpoints.empty()) {
+    // The listener raced with an update that removed the last endpoint: refuse like a closed port.
+    bump(c.connections_rejected_no_endpoints);
+    finish(close_reason::no_endpoints, true, false);
+    return;
+  }
+  first_endpoint_ = port_->pick();
+  try_connect();
+}
+
+void tcp_session::abort(close_reason why) { finish(why, false, false); }
+
+void tcp_session::try_connect() {
+  const std::size_t n = port_->endpoints.size();
+  const unsigned max_attempts = static_cast<unsigned>(std::min<std::size_t>(worker_.cfg().connect_attempts, n));
+  auto& c = port_->stats->worker(worker_.index());
+  if (attempts_ >= max_attempts) {
+    bump(c.connections_connect_failed);
+    finish(close_reason::connect_failed, true, false);
+    return;
+  }
+  endpoint_index_ = (first_endpoint_ + attempts_) % n;
+  ++attempts_;
+  bump(c.upstream_connect_attempts);
+  connect_timed_out_ = false;
+  error_code ignored_ec;
+  upstream_.close(ignored_ec);
+  upstream_.async_connect(port_->endpoints[endpoint_index_],
+                          [self = shared_from_this()](const error_code& ec) { self->on_connect(ec); });
+  arm_timer(worker_.cfg().connect_timeout);
+}
+
+void tcp_session::on_connect(const error_code& ec) {
+  if (state_ == state::closed) return;
+  if (ec || connect_timed_out_) {
+    bump(port_->stats->worker(worker_.index()).upstream_connect_failures);
+    if (spdlog::should_log(spdlog::level::debug))
+      spdlog::debug("connection id={} connect to {} failed (attempt {}): {}", id_,
+                 port_->endpoint_addrs[endpoint_index_].str(), attempts_,
+                 connect_timed_out_ ? std::string("timed out") : ec.message());
+    try_connect();
+    return;
+  }
+  state_ = state::relaying;
+  error_code ignored_ec;
+  upstream_.set_option(tcp::no_delay(true), ignored_ec);
+  client_.set_option(tcp::no_delay(true), ignored_ec);
+  client_.non_blocking(true, ignored_ec);
+  upstream_.non_blocking(true, ignored_ec);
+  touch();
+  arm_timer(worker_.cfg().idle_timeout);
+  pump(in);
+  if (state_ == state::relaying) pump(out);
+}
+
+void tcp_session::do_wait(int d) {
+  source(d).async_wait(tcp::socket::wait_read, [self = shared_from_this(), d](const error_code& ec) {
+    if (self->state_ == state::closed) return;
+    if (ec) {
+      self->finish(d == in ? close_reason::client_reset : close_reason::upstream_reset, d == out, d == in);
+      return;
+    }
+    self->pump(d);
+  });
+}
+
+void tcp_session::pump(int d) {
+  half& h = halves_[d];
+  auto& c = port_->stats->worker(worker_.index());
+  const std::size_t size = worker_.buffers().size();
+  for (int i = 0; i < max_reads_per_turn; ++i) {
+    if (!h.buf) h.buf = worker_.buffers().acquire();
+    error_code ec;
+    std::size_t n = source(d).read_some(asio::buffer(h.buf, size), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      // Nothing more to read now: give the buffer back so an idle connection holds none, and
+      // wait for the next edge (Asio's reactor is edge-triggered; we only wait after EAGAIN).
+      release_buffer(d);
+      do_wait(d);
+      return;
+    }
+    if (ec == asio::error::eof) {
+      end_direction(d);
+      return;
+    }
+    if (ec) {
+      // The source's peer reset (or failed): reset the other side so it learns the same.
+      finish(d == in ? close_reason::client_reset : close_reason::upstream_reset, d == out, d == in);
+      return;
+    }
+    h.bytes += n;
+    bump(d == in ? c.bytes_client_to_upstream : c.bytes_upstream_to_client, n);
+    touch();
+    std::size_t written = sink(d).write_some(asio::buffer(h.buf, n), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      written = 0;
+    } else if (ec) {
+      // The sink's peer is gone: reset the source side.
+      finish(d == in ? close_reason::upstream_reset : close_reason::client_reset, d == in, d == out);
+      return;
+    }
+    if (written < n) {
+      // The sink is full: finish this chunk asynchronously; no further read until it is out.
+      asio::async_write(sink(d), asio::buffer(h.buf + written, n - written),
+                        [self = shared_from_this(), d](const error_code& ec, std::size_t) { self->on_write(d, ec); });
+      return;
+    }
+  }
+  // Still readable after a full turn: let other connections run, then continue (no wait: the
+  // reactor would not report an edge for data that is already there).
+  asio::post(worker_.context(), [self = shared_from_this(), d] {
+    if (self->state_ == state::relaying) self->pump(d);
+  });
+}
+
+void tcp_session::on_write(int d, const error_code& ec) {
+  if (state_ == state::closed) return;
+  if (ec) {
+    finish(d == in ? close_reason::upstream_reset : close_reason::client_reset, d == in, d == out);
+    return;
+  }
+  touch();
+  pump(d);
+}
+
+void tcp_session::end_direction(int d) {
+  release_buffer(d);
+  halves_[d].done = true;
+  error_code ignored_ec;
+  sink(d).shutdown(tcp::socket::shutdown_send, ignored_ec);
+  if (halves_[in].done && halves_[out].done) {
+    finish(close_reason::eof, false, false);
+    return;
+  }
+  // Half-closed from now on: the shorter limit applies.
+  touch();
+  arm_timer(std::min(worker_.cfg().half_closed_timeout, worker_.cfg().idle_timeout));
+}
+
+void tcp_session::release_buffer(int d) {
+  worker_.buffers().release(halves_[d].buf);
+  halves_[d].buf = nullptr;
+}
+
+static void close_socket(boost::asio::ip::tcp::socket& s, bool reset) {
+  if (!s.is_open()) return;
+  error_code ignored_ec;
+  if (reset) s.set_option(boost::asio::socket_base::linger(true, 0), ignored_ec);
+  s.close(ignored_ec);
+}
+
+void tcp_session::finish(close_reason why, bool reset_client, bool reset_upstream) {
+  if (state_ == state::closed) return;
+  state_ = state::closed;
+  const bool log_it = spdlog::should_log(spdlog::level::debug);
+  close_socket(client_, reset_client);
+  close_socket(upstream_, reset_upstream);
+  timer_.cancel();
+  release_buffer(in);
+  release_buffer(out);
+
+  auto& c = port_->stats->worker(worker_.index());
+  switch (why) {
+    case close_reason::idle_timeout: bump(c.closed_idle_timeout); break;
+    case close_reason::half_closed_timeout: bump(c.closed_half_closed_timeout); break;
+    case close_reason::client_reset: bump(c.closed_client_reset); break;
+    case close_reason::upstream_reset: bump(c.closed_upstream_reset); break;
+    default: break;
+  }
+  if (log_it) {
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - started_).count();
+    spdlog::debug(
+        "connection closed id={} client={} node_port={} endpoint={} attempts={} bytes_in={} bytes_out={} "
+        "duration_ms={} reason={}",
+        id_, format_endpoint(client_addr_), port_->node_port, attempts_ ? port_->endpoint_addrs[endpoint_index_].str() : "-",
+        attempts_, halves_[in].bytes, halves_[out].bytes, ms, to_string(why));
+  }
+}
+
+void tcp_session::arm_timer(clock_type::duration after) {
+  timer_.expires_after(after);
+  timer_.async_wait([self = shared_from_this()](const error_code& ec) { self->on_timer(ec); });
+}
+
+void tcp_session::on_timer(const error_code& ec) {
+  if (ec == asio::error::operation_aborted || state_ == state::closed) return;
+  if (state_ == state::connecting) {
+    // This attempt took too long: closing the socket completes the connect with an error,
+    // and on_connect moves on to the next endpoint.
+    connect_timed_out_ = true;
+    error_code ignored_ec;
+    upstream_.close(ignored_ec);
+    return;
+  }
+  const bool half_closed = halves_[in].done || halves_[out].done;
+  const auto limit = half_closed ? std::min(worker_.cfg().half_closed_timeout, worker_.cfg().idle_timeout)
+                                 : worker_.cfg().idle_timeout;
+  const auto quiet = clock_type::now() - last_activity_;
+  if (quiet >= limit) {
+    finish(half_closed ? close_reason::half_closed_timeout : close_reason::idle_timeout, false, false);
+    return;
+  }
+  arm_timer(limit - quiet);  // traffic moved meanwhile: check again when it could expire
+}
+
+}  // namespace npp::proxy

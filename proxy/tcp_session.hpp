@@ -1,0 +1,111 @@
+#pragma once
+// One proxied TCP connection: the client socket, the upstream socket, both directions, the
+// deadline and the counters. Callback style with enable_shared_from_this (every handler holds
+// `self`), as Asio's and Beast's servers do; the whole data plane uses this one style.
+//
+//            direction in (client -> upstream)
+//   client ====> client_ --read--> buffer --write--> upstream_ ====> endpoint
+//   client <==== client_ <--write-- buffer <--read--- upstream_ <==== endpoint
+//            direction out (upstream -> client)
+//
+// Each direction: wait until the source is readable, borrow a buffer, read, write all of it,
+// read again until the source would block, give the buffer back, wait again. One read in flight
+// per direction and a fixed buffer: a slow sink stalls its source (flow control), and memory is
+// bounded by 2 x buffer_size while data moves, zero while idle.
+//
+// Who shuts down what:
+//   EOF from a source  -> shutdown(SHUT_WR) on that direction's sink once its bytes are written;
+//                         the other direction keeps relaying (half-close is a feature).
+//   both EOFs          -> close both, reason eof.
+//   reset/error on one -> the other socket is closed with SO_LINGER 0, so its peer sees a reset.
+//   timer              -> connect timeout per attempt; then idle (both open) or half-closed
+//                         (one direction ended) since the last byte moved.
+// The one open decision (STYLE.md): a direction that fails closes BOTH sockets via finish(); the
+// sibling's pending operation then completes with operation_aborted and does nothing.
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/intrusive/list_hook.hpp>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+
+#include "proxy/port_runtime.hpp"
+
+namespace npp::proxy {
+
+class worker;
+
+/// Why a connection ended (logged as reason=...).
+enum class close_reason : std::uint8_t {
+  eof,                  ///< both directions ended with FIN
+  client_reset,         ///< the client reset or failed
+  upstream_reset,       ///< the endpoint reset or failed
+  idle_timeout,         ///< nothing moved for --idle-timeout
+  half_closed_timeout,  ///< one direction ended and nothing moved for --half-closed-timeout
+  connect_failed,       ///< every connect attempt failed
+  no_endpoints,         ///< the port had no usable endpoint
+  limit,                ///< --max-connections reached
+  shutdown,             ///< still open at the end of the shutdown grace period
+  error,                ///< a local error (e.g. out of memory)
+};
+const char* to_string(close_reason r);
+
+using session_hook = boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
+
+class tcp_session : public std::enable_shared_from_this<tcp_session>, public session_hook {
+ public:
+  using tcp = boost::asio::ip::tcp;
+  tcp_session(worker& w, tcp::socket client, std::shared_ptr<const port_runtime> port, std::uint64_t id);
+  ~tcp_session();
+  tcp_session(const tcp_session&) = delete;
+  tcp_session& operator=(const tcp_session&) = delete;
+
+  /// Starts connecting (or refuses at once when the port has no endpoint).
+  void start();
+  /// Closes both sockets now (shutdown deadline).
+  void abort(close_reason why);
+
+ private:
+  enum direction : int { in = 0, out = 1 };  ///< in: client -> upstream; out: upstream -> client
+  enum class state : std::uint8_t { connecting, relaying, closed };
+
+  /// Per-direction relay state.
+  struct half {
+    char* buf = nullptr;      ///< borrowed buffer while bytes are in flight, else null
+    std::uint64_t bytes = 0;  ///< bytes relayed in this direction
+    bool done = false;        ///< source hit EOF and the sink was shut down for writing
+  };
+
+  tcp::socket& source(int d) { return d == in ? client_ : upstream_; }
+  tcp::socket& sink(int d) { return d == in ? upstream_ : client_; }
+
+  void try_connect();
+  void on_connect(const boost::system::error_code& ec);
+  void do_wait(int d);
+  void pump(int d);
+  void on_write(int d, const boost::system::error_code& ec);
+  void end_direction(int d);
+  void release_buffer(int d);
+  void finish(close_reason why, bool reset_client, bool reset_upstream);
+  void arm_timer(std::chrono::steady_clock::duration after);
+  void on_timer(const boost::system::error_code& ec);
+  void touch() { last_activity_ = std::chrono::steady_clock::now(); }
+
+  worker& worker_;                             ///< owning worker (outlives the session)
+  tcp::socket client_;                         ///< accepted client connection
+  tcp::socket upstream_;                       ///< connection to the chosen endpoint
+  tcp::endpoint client_addr_;                  ///< client address (for logs, affinity, allowlists)
+  std::shared_ptr<const port_runtime> port_;   ///< the config this connection was accepted under
+  boost::asio::steady_timer timer_;            ///< connect / idle / half-closed deadline
+  half halves_[2];                             ///< relay state per direction
+  std::uint64_t id_;                           ///< connection id for logs
+  std::chrono::steady_clock::time_point started_;        ///< accept time
+  std::chrono::steady_clock::time_point last_activity_;  ///< last byte moved either way
+  std::size_t first_endpoint_ = 0;             ///< round-robin pick; attempt k uses first+k
+  std::size_t endpoint_index_ = 0;             ///< endpoint of the current/last attempt
+  unsigned attempts_ = 0;                      ///< connect attempts made
+  state state_ = state::connecting;
+  bool connect_timed_out_ = false;             ///< the timer ended the current connect attempt
+};
+
+}  // namespace npp::proxy

@@ -1,0 +1,113 @@
+#include "proxy/worker.hpp"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <boost/asio/post.hpp>
+
+#include "proxy/tcp_listener.hpp"
+
+namespace npp::proxy {
+
+namespace asio = boost::asio;
+
+/// Free relay buffers each worker keeps for reuse (the rest go back to the allocator).
+static constexpr std::size_t cached_buffers = 64;
+
+worker::worker(unsigned index, const settings& cfg, shared_state& shared)
+    : index_(index),
+      cfg_(cfg),
+      shared_(shared),
+      guard_(std::make_unique<asio::executor_work_guard<asio::io_context::executor_type>>(ctx_.get_executor())),
+      buffers_(cfg.buffer_size, cached_buffers) {}
+
+worker::~worker() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void worker::start() {
+  thread_ = std::thread([this] {
+    try {
+      ctx_.run();
+    } catch (const std::exception& e) {
+      // Nothing on the data path throws by design; reaching this is a bug worth a loud exit.
+      spdlog::critical("worker {} stopped by an exception: {}", index_, e.what());
+      std::abort();
+    }
+  });
+}
+
+void worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void worker::post_update(std::vector<listener_assignment> want) {
+  asio::post(ctx_, [this, want = std::move(want)]() mutable { apply(std::move(want)); });
+}
+
+void worker::post_drain(std::chrono::steady_clock::time_point deadline) {
+  asio::post(ctx_, [this, deadline] { drain(deadline); });
+}
+
+void worker::apply(std::vector<listener_assignment> want) {
+  if (draining_) {
+    for (auto& a : want)
+      if (a.fd >= 0) ::close(a.fd);
+    return;
+  }
+  std::map<listener_key, std::shared_ptr<tcp_listener>> next;
+  for (auto& a : want) {
+    auto it = listeners_.find(a.key);
+    if (it != listeners_.end()) {
+      it->second->update(std::move(a.port));
+      next.emplace(a.key, std::move(it->second));
+      listeners_.erase(it);
+      if (a.fd >= 0) ::close(a.fd);  // not expected: the reconciler only sends fds for new keys
+    } else if (a.fd >= 0) {
+      auto l = std::make_shared<tcp_listener>(*this, a.key, a.fd, std::move(a.port));
+      l->start();
+      next.emplace(a.key, std::move(l));
+    }
+  }
+  for (auto& [key, l] : listeners_) l->close();  // removed ports: stop accepting now
+  listeners_ = std::move(next);
+}
+
+void worker::add_session(tcp_session& s) {
+  live_.push_back(s);
+  ++live_sessions_;
+}
+
+void worker::session_ended() {
+  --live_sessions_;
+  if (draining_) maybe_finish_drain();
+}
+
+void worker::drain(std::chrono::steady_clock::time_point deadline) {
+  draining_ = true;
+  for (auto& [key, l] : listeners_) l->close();
+  listeners_.clear();
+  drain_timer_.expires_at(deadline);
+  drain_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;
+    if (live_sessions_ > 0) spdlog::info("worker {}: grace period over, closing {} connections", index_, live_sessions_);
+    // abort() may destroy sessions (and unlink them) as their handlers run later; collect
+    // strong references first so the list is not modified while we walk it.
+    std::vector<std::shared_ptr<tcp_session>> open;
+    for (auto& s : live_) {
+      auto p = s.weak_from_this().lock();
+      if (p) open.push_back(std::move(p));
+    }
+    for (auto& p : open) p->abort(close_reason::shutdown);
+  });
+  maybe_finish_drain();
+}
+
+void worker::maybe_finish_drain() {
+  if (live_sessions_ == 0) {
+    drain_timer_.cancel();
+    guard_.reset();  // run() returns once the last handlers have run
+  }
+}
+
+}  // namespace npp::proxy

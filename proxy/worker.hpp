@@ -1,0 +1,90 @@
+#pragma once
+// One worker thread: an io_context(1) and everything on it (listeners, sessions, timers).
+// A connection never leaves its worker, so the data path needs no locks or strands; other
+// threads talk to a worker only through asio::post.
+#include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/intrusive/list.hpp>
+#include <map>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "proxy/buffer_pool.hpp"
+#include "proxy/listener_key.hpp"
+#include "proxy/port_runtime.hpp"
+#include "proxy/settings.hpp"
+#include "proxy/tcp_session.hpp"
+
+namespace npp::proxy {
+
+class tcp_listener;
+
+/// State shared by all workers (atomics only).
+struct shared_state {
+  std::atomic<std::size_t> active_connections{0};  ///< proxied client connections, all workers
+  std::atomic<std::uint64_t> next_connection_id{1};
+  std::size_t max_connections = 0;                 ///< resolved --max-connections
+};
+
+/// What a worker should be listening on after an update: a key, its port config, and a fresh
+/// listening socket when the worker does not have one for this key yet.
+struct listener_assignment {
+  listener_key key;
+  std::shared_ptr<const port_runtime> port;
+  int fd = -1;  ///< >= 0: a new listening socket this worker adopts (and then owns)
+};
+
+class worker {
+ public:
+  worker(unsigned index, const settings& cfg, shared_state& shared);
+  ~worker();
+  worker(const worker&) = delete;
+  worker& operator=(const worker&) = delete;
+
+  /// Starts the thread.
+  void start();
+  /// Waits for the thread to end (after drain()).
+  void join();
+
+  /// Thread-safe: replaces the listener set (keys absent from `want` stop listening).
+  void post_update(std::vector<listener_assignment> want);
+  /// Thread-safe: stops accepting, lets connections finish until `deadline`, then closes the
+  /// rest; the thread ends when nothing is left.
+  void post_drain(std::chrono::steady_clock::time_point deadline);
+
+  // Used by listeners and sessions on this worker's thread.
+  boost::asio::io_context& context() { return ctx_; }
+  const settings& cfg() const { return cfg_; }
+  unsigned index() const { return index_; }
+  buffer_pool& buffers() { return buffers_; }
+  shared_state& shared() { return shared_; }
+  /// Registers a live session (unlinks itself on destruction).
+  void add_session(tcp_session& s);
+  /// Called by a session's destructor.
+  void session_ended();
+  std::size_t sessions() const { return live_sessions_; }
+
+ private:
+  void apply(std::vector<listener_assignment> want);
+  void drain(std::chrono::steady_clock::time_point deadline);
+  void maybe_finish_drain();
+
+  using session_list = boost::intrusive::list<tcp_session, boost::intrusive::constant_time_size<false>>;
+
+  unsigned index_;                 ///< 0..workers-1, indexes per-worker counter blocks
+  const settings& cfg_;            ///< process settings (immutable while running)
+  shared_state& shared_;           ///< process-wide atomics
+  boost::asio::io_context ctx_{1}; ///< concurrency hint 1: one thread runs it
+  std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guard_;
+  buffer_pool buffers_;            ///< relay buffers of this worker's sessions
+  std::map<listener_key, std::shared_ptr<tcp_listener>> listeners_;  ///< by (address, port, proto)
+  session_list live_;              ///< sessions on this worker (for the shutdown deadline)
+  std::size_t live_sessions_ = 0;  ///< size of live_
+  boost::asio::steady_timer drain_timer_{ctx_};  ///< shutdown grace deadline
+  bool draining_ = false;
+  std::thread thread_;
+};
+
+}  // namespace npp::proxy
