@@ -1,0 +1,60 @@
+#include "config/snapshot.hpp"
+
+#include <charconv>
+
+namespace npp::config {
+
+std::string_view to_string(protocol p) {
+  switch (p) {
+    case protocol::tcp: return "TCP";
+    case protocol::udp: return "UDP";
+  }
+  return "?";
+}
+
+// A decimal port number with nothing around it: no sign, no spaces, at most 5 digits (so that
+// "0000080" style padding and huge values are refused before conversion).
+static bool parse_range_bound(std::string_view text, int& out) {
+  if (text.empty() || text.size() > 5) return false;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+  return ec == std::errc{} && end == text.data() + text.size() && text.front() != '-' && text.front() != '+';
+}
+
+bool port_range::parse(std::string_view text, port_range& out, std::string* error) {
+  auto fail = [&](std::string why) {
+    if (error) *error = std::move(why);
+    return false;
+  };
+  const auto dash = text.find('-');
+  if (dash == std::string_view::npos || dash == 0)
+    return fail("must be of the form N1-N2 (inclusive), e.g. 30000-32767");
+  int first = 0, last = 0;
+  if (!parse_range_bound(text.substr(0, dash), first) || !parse_range_bound(text.substr(dash + 1), last))
+    return fail("must be of the form N1-N2 (inclusive), e.g. 30000-32767");
+  if (first < 1 || first > 65535 || last < 1 || last > 65535)
+    return fail("ports must be between 1 and 65535, inclusive");
+  if (first > last) return fail("the first port must not be greater than the last port");
+  out = port_range{first, last};
+  return true;
+}
+
+std::vector<host_port> usable_endpoints(const service& svc, const service_port& port,
+                                        std::string_view node_name) {
+  // kube-proxy's CategorizeEndpoints: with Local policy only this node's endpoints count at all,
+  // so the terminating fallback is also taken among local endpoints only.
+  const bool local_only = svc.external_traffic_policy == traffic_policy::local;
+  auto eligible = [&](const endpoint& ep) { return !local_only || ep.node_name == node_name; };
+
+  std::vector<host_port> usable;
+  for (const auto& ep : port.endpoints)
+    if (eligible(ep) && ep.ready) usable.push_back(ep.address);
+  if (!usable.empty()) return usable;
+
+  // No ready endpoint: keep draining to endpoints that still serve while terminating
+  // (KEP-1669 ProxyTerminatingEndpoints) rather than refusing every connection.
+  for (const auto& ep : port.endpoints)
+    if (eligible(ep) && ep.serving && ep.terminating) usable.push_back(ep.address);
+  return usable;
+}
+
+}  // namespace npp::config
