@@ -42,8 +42,12 @@ service parse_forward(std::string_view spec) {
   std::string_view listen = trim(spec.substr(0, equals));
   const std::string_view targets = spec.substr(equals + 1);
 
-  protocol proto = protocol::tcp;  // TODO(later issue): no prefix will mean TCP and UDP
+  // No prefix: TCP and UDP on the same number (one Service, two ports), like a NodePort Service
+  // that lists both protocols; "tcp:"/"udp:" restricts it to one.
+  protocol proto = protocol::tcp;
+  bool both = true;
   if (const auto colon = listen.find(':'); colon != std::string_view::npos) {
+    both = false;
     if (auto p = parse_protocol(listen.substr(0, colon))) {
       proto = *p;
     } else {
@@ -98,7 +102,17 @@ service parse_forward(std::string_view spec) {
   }
 
   if (!problems.empty()) fail();
-  svc.ports.push_back(std::move(port));
+  if (both) {
+    // Port names are required and unique once a Service has two ports.
+    port.name = "tcp";
+    service_port udp_port = port;
+    udp_port.name = "udp";
+    udp_port.proto = protocol::udp;
+    svc.ports.push_back(std::move(port));
+    svc.ports.push_back(std::move(udp_port));
+  } else {
+    svc.ports.push_back(std::move(port));
+  }
   return svc;
 }
 

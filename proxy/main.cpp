@@ -52,6 +52,8 @@ struct run_flags {
   std::size_t buffer_size = 32 * 1024;
   std::string shutdown_grace_period = "30s";
   std::string hostname_override;
+  std::string udp_idle_timeout = "60s";
+  std::size_t udp_max_sessions = 0;
 };
 
 void add_run_flags(CLI::App& cmd, run_flags& f) {
@@ -59,7 +61,7 @@ void add_run_flags(CLI::App& cmd, run_flags& f) {
   cmd.add_option("--endpoints-file", f.endpoints_file, "Native JSON endpoint file (SIGHUP re-reads it)")
       ->check(CLI::ExistingFile);
   cmd.add_option("--forward", f.forwards,
-                 "Ad-hoc forwarding without a file: [tcp:]LISTEN=HOST:PORT[,HOST:PORT...] (repeatable)");
+                 "Ad-hoc forwarding without a file: [tcp:|udp:]LISTEN=HOST:PORT[,HOST:PORT...] (repeatable; no prefix: TCP and UDP)");
   cmd.add_option("--workers", f.workers, "Worker threads (default: one per core)")->check(CLI::Range(1, 256));
   cmd.add_option("--nodeport-addresses", f.nodeport_addresses,
                  "CIDRs of local addresses to bind nodePorts on, comma-separated (default: all, IPv4 and IPv6)");
@@ -81,6 +83,12 @@ void add_run_flags(CLI::App& cmd, run_flags& f) {
   cmd.add_option("--shutdown-grace-period", f.shutdown_grace_period,
                  "After SIGTERM, how long open connections may finish")
       ->check(is_duration)->capture_default_str();
+  cmd.add_option("--udp-idle-timeout", f.udp_idle_timeout,
+                 "End a UDP session after this long without a datagram either way")
+      ->check(is_duration)->capture_default_str();
+  cmd.add_option("--udp-max-sessions", f.udp_max_sessions,
+                 "Cap on UDP sessions; when full, a new client replaces a session idle for 1s, else its datagram "
+                 "is dropped (default: from RLIMIT_NOFILE)");
   cmd.add_option("--hostname-override", f.hostname_override,
                  "This node's name (externalTrafficPolicy: Local); default: $NODE_NAME, else the host name");
 }
@@ -110,6 +118,9 @@ proxy::settings to_settings(const run_flags& f) {
   s.max_connections = f.max_connections;
   s.buffer_size = f.buffer_size;
   s.shutdown_grace_period = duration_of(f.shutdown_grace_period);
+  s.udp_idle_timeout = duration_of(f.udp_idle_timeout);
+  if (s.udp_idle_timeout.count() <= 0) throw std::invalid_argument("--udp-idle-timeout must be greater than 0");
+  s.udp_max_sessions = f.udp_max_sessions;
   return s;
 }
 
@@ -178,17 +189,7 @@ int cmd_run(const run_flags& f) {
       spdlog::error("could not bind {} port(s); exiting", r.errors.size());
       return exit_error;
     }
-    return srv.run([&]() -> config::snapshot_ptr {
-      try {
-        return std::make_shared<const config::snapshot>(load_all(f, opts));
-      } catch (const config::config_error& e) {
-        spdlog::error("configuration rejected; keeping the running configuration");
-        log_problems(e);
-      } catch (const std::exception& e) {
-        spdlog::error("configuration rejected: {}; keeping the running configuration", e.what());
-      }
-      return nullptr;
-    });
+    return srv.run([&] { return std::make_shared<const config::snapshot>(load_all(f, opts)); });
   } catch (const std::exception& e) {
     spdlog::error("{}", e.what());
     return exit_error;
@@ -227,7 +228,7 @@ int cmd_validate(const std::string& file, const std::string& range) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"nodeport-proxy: a userspace Kubernetes NodePort proxy (TCP, from a JSON endpoint file)",
+  CLI::App app{"nodeport-proxy: a userspace Kubernetes NodePort proxy (TCP and UDP)",
                "nodeport-proxy"};
   app.require_subcommand(1);
   std::string log_level = "info", log_format = "text";

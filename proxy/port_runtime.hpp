@@ -24,6 +24,10 @@ struct port_runtime {
   std::vector<boost::asio::ip::tcp::endpoint> endpoints;  ///< same, as Asio endpoints
   std::shared_ptr<port_stats> stats;                    ///< counters, carried across snapshots
   mutable std::atomic<std::uint64_t> next{0};           ///< round-robin position (all workers)
+  /// Per endpoint (same index as `endpoints`): failed connect attempts, and whether the last
+  /// attempt failed. Written only on the connect path (rare), read by the status page.
+  std::unique_ptr<std::atomic<std::uint64_t>[]> endpoint_failures;
+  std::unique_ptr<std::atomic<bool>[]> endpoint_failing;
 
   /// Index of the endpoint for a new connection (round-robin over all workers). Requires
   /// !endpoints.empty().

@@ -9,6 +9,7 @@
 //     clients see "connection refused" as Kubernetes' e2e test expects.
 //   - while the port has endpoints: one listening SO_REUSEPORT socket per worker, created here
 //     (so bind errors are reported synchronously) and handed over to the worker, which owns it.
+// UDP ports get only the per-worker sockets, while they have endpoints (see apply()).
 #include <map>
 #include <memory>
 #include <random>
@@ -21,6 +22,7 @@
 #include "proxy/port_runtime.hpp"
 #include "proxy/settings.hpp"
 #include "proxy/socket_util.hpp"
+#include "proxy/status.hpp"
 
 namespace npp::proxy {
 
@@ -43,6 +45,8 @@ class reconciler {
   apply_result apply(const config::snapshot& snap);
   /// Releases every port (SIGTERM): holders are closed here, listeners by each worker's drain.
   void release_all();
+  /// Adds the bind addresses and one port_status per service port of the current snapshot.
+  void fill(status_report& report) const;
 
  private:
   using port_id = std::pair<config::protocol, int>;  ///< (protocol, nodePort)
@@ -57,7 +61,8 @@ class reconciler {
   std::set<listener_key> listening_;                   ///< keys whose workers have listeners
   std::map<port_id, std::shared_ptr<const port_runtime>> ports_;       ///< current port configs
   std::map<std::string, std::shared_ptr<port_stats>> stats_;           ///< by "ns/name/port/proto"
-  std::set<port_id> warned_udp_;                        ///< UDP ports already warned about
+  std::shared_ptr<const config::snapshot> snapshot_;  ///< last applied (for status)
+  std::map<port_id, std::string> bind_errors_;         ///< ports that could not be bound
   std::mt19937_64 rng_{std::random_device{}()};          ///< endpoint shuffling
 };
 

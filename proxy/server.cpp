@@ -4,9 +4,11 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <algorithm>
 #include <boost/asio/signal_set.hpp>
 #include <thread>
 
+#include "config/problem.hpp"
 #include "proxy/worker.hpp"
 
 namespace npp::proxy {
@@ -27,6 +29,34 @@ struct server::impl {
   std::thread joiner;
   bool draining = false;
   std::uint64_t generation = 0;
+  std::uint64_t reloads = 0;
+  std::uint64_t reload_failures = 0;
+  std::string last_reload_error;
+  std::string source;
+  std::chrono::system_clock::time_point started = std::chrono::system_clock::now();
+  std::chrono::system_clock::time_point last_applied{};
+
+  /// Runs a reload: the callback loads and validates; a failure keeps the running config.
+  void reload_now(reload_fn& reload) {
+    ++reloads;
+    try {
+      auto snap = reload();
+      if (!snap) return;
+      auto r = rec->apply(*snap);
+      log_applied(*snap, r);
+      last_reload_error.clear();
+    } catch (const config::config_error& e) {
+      ++reload_failures;
+      last_reload_error = e.problems().empty() ? e.what() : e.problems().front().str();
+      spdlog::error("configuration rejected ({} problem(s) in {}); keeping the running configuration",
+                    e.problems().size(), e.source());
+      for (const auto& p : e.problems()) spdlog::error("{}: {}", e.source(), p.str());
+    } catch (const std::exception& e) {
+      ++reload_failures;
+      last_reload_error = e.what();
+      spdlog::error("configuration rejected: {}; keeping the running configuration", e.what());
+    }
+  }
 
   void begin_drain(reload_fn&) {
     draining = true;
@@ -50,10 +80,7 @@ struct server::impl {
       if (sig == SIGHUP) {
         if (!draining) {
           spdlog::info("SIGHUP: reloading configuration");
-          if (auto snap = reload()) {
-            auto r = rec->apply(*snap);
-            log_applied(*snap, r);
-          }
+          reload_now(reload);
         }
       } else if (!draining) {
         spdlog::info("{} received", sig == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -69,6 +96,8 @@ struct server::impl {
   void log_applied(const config::snapshot& snap, const apply_result& r) {
     for (auto& e : r.errors) spdlog::error("{}", e);
     ++generation;
+    source = snap.source;
+    last_applied = std::chrono::system_clock::now();
     spdlog::info("configuration applied: generation={} source={} services={} ports={} listening={} refusing={} errors={}",
                  generation, snap.source, snap.services.size(), r.ports, r.listening, r.refusing, r.errors.size());
   }
@@ -79,17 +108,21 @@ server::server(settings cfg, std::string node_name) : impl_(std::make_unique<imp
   s.cfg = std::move(cfg);
   if (s.cfg.workers == 0) s.cfg.workers = std::max(1u, std::thread::hardware_concurrency());
   const unsigned long nofile = raise_nofile_limit();
+  // Descriptor budget: UDP sessions hold one each, proxied TCP connections two each.
+  const unsigned long usable = nofile > 2 * reserved_fds ? nofile - reserved_fds : nofile / 2;
+  if (s.cfg.udp_max_sessions == 0) s.cfg.udp_max_sessions = std::clamp<unsigned long>(usable / 8, 64, 65536);
   if (s.cfg.max_connections == 0) {
-    s.cfg.max_connections = nofile > 2 * reserved_fds ? (nofile - reserved_fds) / 2 : nofile / 4;
+    s.cfg.max_connections = usable > s.cfg.udp_max_sessions ? (usable - s.cfg.udp_max_sessions) / 2 : usable / 4;
   }
   s.shared.max_connections = s.cfg.max_connections;
+  s.shared.udp_max_sessions = s.cfg.udp_max_sessions;
   std::string error;
   auto addrs = select_bind_addresses(s.cfg.nodeport_addresses, &error);
   if (addrs.empty()) throw std::runtime_error(error);
   std::string list;
   for (auto& a : addrs) list += (list.empty() ? "" : " ") + a.str() + (a.dual_stack ? " (dual-stack)" : "");
-  spdlog::info("nodeport-proxy {}: {} workers, max {} connections (open-file limit {}), binding on {}", NPP_VERSION,
-               s.cfg.workers, s.cfg.max_connections, nofile, list);
+  spdlog::info("nodeport-proxy {}: {} workers, max {} TCP connections and {} UDP sessions (open-file limit {}), binding on {}",
+               NPP_VERSION, s.cfg.workers, s.cfg.max_connections, s.cfg.udp_max_sessions, nofile, list);
   for (unsigned i = 0; i < s.cfg.workers; ++i) s.workers.push_back(std::make_unique<worker>(i, s.cfg, s.shared));
   s.rec = std::make_unique<reconciler>(s.cfg, std::move(addrs), std::move(node_name), s.workers);
   for (auto& w : s.workers) w->start();
@@ -128,5 +161,25 @@ void server::stop() {
 }
 
 const settings& server::cfg() const { return impl_->cfg; }
+
+status_report server::status() const {
+  const auto& s = *impl_;
+  status_report r;
+  r.version = NPP_VERSION;
+  r.started = s.started;
+  r.last_applied = s.last_applied;
+  r.generation = s.generation;
+  r.reloads_total = s.reloads;
+  r.reload_failures_total = s.reload_failures;
+  r.last_reload_ok = s.last_reload_error.empty();
+  r.last_reload_error = s.last_reload_error;
+  r.source = s.source;
+  r.draining = s.draining;
+  r.ready = s.generation > 0 && !s.draining;
+  r.workers = s.cfg.workers;
+  r.max_connections = s.cfg.max_connections;
+  s.rec->fill(r);
+  return r;
+}
 
 }  // namespace npp::proxy

@@ -9,6 +9,7 @@
 #include "config/snapshot.hpp"
 #include "proxy/reconciler.hpp"
 #include "proxy/settings.hpp"
+#include "proxy/status.hpp"
 
 namespace npp::proxy {
 
@@ -23,8 +24,9 @@ class server {
   /// Applies a snapshot (callable before run(), and from the reload callback).
   apply_result apply(const config::snapshot& snap);
 
-  /// Produces the next snapshot on SIGHUP (or a file change); returns nullptr when the input is
-  /// invalid (the callback logs why) so the running configuration stays.
+  /// Produces the next snapshot on SIGHUP (or a file change). Throws (config::config_error or
+  /// std::exception) when the input is invalid: the server logs every problem, counts the failure
+  /// and keeps the running configuration.
   using reload_fn = std::function<config::snapshot_ptr()>;
   /// Runs the control loop on the calling thread until a SIGTERM/SIGINT drain has finished.
   /// Returns the process exit code (0 after a clean drain).
@@ -35,6 +37,9 @@ class server {
 
   /// The resolved settings (workers and max_connections filled in).
   const settings& cfg() const;
+
+  /// A picture of the running proxy (call on the control thread, or before run()).
+  status_report status() const;
 
  private:
   struct impl;

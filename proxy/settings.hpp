@@ -30,6 +30,15 @@ struct settings {
   /// Process-wide cap on proxied client connections (0 = derive from RLIMIT_NOFILE: each proxied
   /// connection holds two descriptors, and some are kept back for listeners and logs).
   std::size_t max_connections = 0;
+  /// Cap on UDP sessions (each holds one connected upstream socket), split evenly over workers
+  /// (0 = derive from RLIMIT_NOFILE). When a worker's share is full, a new client takes the slot of
+  /// the least recently active session if that one has been idle for udp_evict_idle; otherwise the
+  /// new client's datagram is dropped (and counted), so a flood cannot push out live sessions.
+  std::size_t udp_max_sessions = 0;
+  /// A UDP session with no datagram either way for this long ends.
+  milliseconds udp_idle_timeout{std::chrono::seconds(60)};
+  /// Idle time after which a session may be evicted for a new client when the table is full.
+  milliseconds udp_evict_idle{std::chrono::seconds(1)};
   /// Bytes buffered per direction while data is in flight; a connection holds no buffer while idle.
   std::size_t buffer_size = 32 * 1024;
   /// listen(2) backlog of every nodePort listener.

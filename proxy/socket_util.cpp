@@ -15,6 +15,9 @@
 
 namespace npp::proxy {
 
+/// SO_RCVBUF asked for on UDP nodePort sockets.
+static constexpr int udp_receive_buffer = 4 << 20;
+
 std::string bind_address::str() const {
   if (ip.v6) return "[" + ip.str() + "]";
   return ip.str();
@@ -32,8 +35,20 @@ unique_fd::~unique_fd() {
   if (fd_ >= 0) ::close(fd_);
 }
 
+static unique_fd make_socket(const bind_address& addr, int port, config::protocol proto, int listen_backlog,
+                             bool reuse_port, std::string* error);
+
 unique_fd open_bound_socket(const bind_address& addr, int port, config::protocol proto, int listen_backlog,
                             std::string* error) {
+  return make_socket(addr, port, proto, listen_backlog, true, error);
+}
+
+bool port_is_free(const bind_address& addr, int port, config::protocol proto, std::string* error) {
+  return static_cast<bool>(make_socket(addr, port, proto, 0, false, error));
+}
+
+static unique_fd make_socket(const bind_address& addr, int port, config::protocol proto, int listen_backlog,
+                             bool reuse_port, std::string* error) {
   auto fail = [&](const char* step) {
     if (error) {
       *error = std::string(step) + " " + addr.str() + ":" + std::to_string(port) + "/" +
@@ -47,7 +62,8 @@ unique_fd open_bound_socket(const bind_address& addr, int port, config::protocol
   if (!fd) return fail("socket");
   int one = 1;
   if (::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) return fail("setsockopt SO_REUSEADDR");
-  if (::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) return fail("setsockopt SO_REUSEPORT");
+  if (reuse_port && ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+    return fail("setsockopt SO_REUSEPORT");
   if (family == AF_INET6) {
     // Explicit either way: the system default (net.ipv6.bindv6only) must not decide whether a
     // listener also takes IPv4 clients.
@@ -69,6 +85,23 @@ unique_fd open_bound_socket(const bind_address& addr, int port, config::protocol
     sin6->sin6_port = htons(static_cast<std::uint16_t>(port));
     std::memcpy(&sin6->sin6_addr, addr.ip.bytes.data(), 16);
     len = sizeof *sin6;
+  }
+  if (proto == config::protocol::udp) {
+    // A bigger receive queue absorbs bursts while a worker is busy (the kernel caps it at
+    // net.core.rmem_max; failure is harmless).
+    int rcvbuf = udp_receive_buffer;
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    // On a wildcard socket, learn each datagram's destination address, so replies leave from the
+    // address the client sent to (a multi-homed node must not answer from another IP).
+    if (addr.ip.is_unspecified()) {
+      if (family == AF_INET6) {
+        if (::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one) != 0)
+          return fail("setsockopt IPV6_RECVPKTINFO");
+        ::setsockopt(fd.get(), IPPROTO_IP, IP_PKTINFO, &one, sizeof one);  // IPv4 clients of a dual-stack socket
+      } else if (::setsockopt(fd.get(), IPPROTO_IP, IP_PKTINFO, &one, sizeof one) != 0) {
+        return fail("setsockopt IP_PKTINFO");
+      }
+    }
   }
   if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0) return fail("bind");
   if (proto == config::protocol::tcp && listen_backlog > 0) {

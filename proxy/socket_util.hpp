@@ -43,6 +43,13 @@ class unique_fd {
 unique_fd open_bound_socket(const bind_address& addr, int port, config::protocol proto,
                             int listen_backlog, std::string* error);
 
+/// True if no other socket holds (addr, port, proto). Our own sockets use SO_REUSEPORT, which
+/// lets any same-user socket that also sets it join the port (and share its traffic); binding a
+/// probe *without* SO_REUSEPORT fails if anyone holds the port, so a second proxy instance, or
+/// nginx with reuseport, is detected instead of silently sharing. Sets *error like
+/// open_bound_socket. Call it before taking a port that we do not hold yet.
+bool port_is_free(const bind_address& addr, int port, config::protocol proto, std::string* error);
+
 /// The addresses to bind nodePorts on: the wildcard when `blocks` is empty, else every local
 /// interface address inside one of the blocks (IPv6 link-local addresses are skipped: they need
 /// a scope). Sets *error if no local address matches.

@@ -21,7 +21,18 @@ namespace npp::proxy {
   X(closed_idle_timeout, "connections closed by the idle timeout")                        \
   X(closed_half_closed_timeout, "connections closed by the half-closed timeout")          \
   X(closed_client_reset, "connections ended by a client reset")                           \
-  X(closed_upstream_reset, "connections ended by an endpoint reset")
+  X(closed_upstream_reset, "connections ended by an endpoint reset")                       \
+  X(udp_datagrams_client_to_upstream, "UDP datagrams relayed from clients to endpoints")  \
+  X(udp_datagrams_upstream_to_client, "UDP datagrams relayed from endpoints to clients")  \
+  X(udp_sessions_created, "UDP sessions created")                                         \
+  X(udp_sessions_expired, "UDP sessions closed by the idle timeout")                      \
+  X(udp_sessions_evicted, "UDP sessions evicted to make room in a full session table")     \
+  X(udp_sessions_reset, "UDP sessions reset by an ICMP error or a send error")            \
+  X(udp_sessions_moved, "UDP sessions moved to another endpoint after theirs left")       \
+  X(udp_dropped_no_endpoints, "UDP datagrams dropped: no usable endpoint")                \
+  X(udp_dropped_session_limit, "UDP datagrams dropped: session table full of active sessions") \
+  X(udp_dropped_buffer_full, "UDP datagrams dropped: socket send buffer full or send error")  \
+  X(udp_dropped_oversize, "UDP datagrams dropped: larger than the largest UDP datagram")
 
 /// One worker's counters for one service port.
 struct alignas(64) port_counters {
@@ -29,6 +40,7 @@ struct alignas(64) port_counters {
   NPP_PORT_COUNTERS(NPP_DECLARE_COUNTER)
 #undef NPP_DECLARE_COUNTER
   std::atomic<std::int64_t> connections_active{0};  ///< gauge
+  std::atomic<std::int64_t> udp_sessions_active{0};  ///< gauge
 };
 
 /// Adds n to a counter only this thread writes (relaxed load + store, no read-modify-write).

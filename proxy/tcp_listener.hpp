@@ -5,23 +5,21 @@
 #include <boost/asio/steady_timer.hpp>
 #include <memory>
 
-#include "proxy/listener_key.hpp"
-#include "proxy/port_runtime.hpp"
+#include "proxy/listener.hpp"
 
 namespace npp::proxy {
 
 class worker;
 
-class tcp_listener : public std::enable_shared_from_this<tcp_listener> {
+class tcp_listener : public listener, public std::enable_shared_from_this<tcp_listener> {
  public:
   /// Adopts `fd` (a bound, listening, non-blocking socket).
   tcp_listener(worker& w, listener_key key, int fd, std::shared_ptr<const port_runtime> port);
-  void start();
+  void start() override;
   /// Stops accepting; connections already accepted are not affected.
-  void close();
+  void close() override;
   /// New connections use `port` from now on.
-  void update(std::shared_ptr<const port_runtime> port) { port_ = std::move(port); }
-  const listener_key& key() const { return key_; }
+  void update(std::shared_ptr<const port_runtime> port) override { port_ = std::move(port); }
 
  private:
   void do_accept();

@@ -95,6 +95,8 @@ void tcp_session::on_connect(const error_code& ec) {
   if (state_ == state::closed) return;
   if (ec || connect_timed_out_) {
     bump(port_->stats->worker(worker_.index()).upstream_connect_failures);
+    port_->endpoint_failures[endpoint_index_].fetch_add(1, std::memory_order_relaxed);
+    port_->endpoint_failing[endpoint_index_].store(true, std::memory_order_relaxed);
     if (spdlog::should_log(spdlog::level::debug))
       spdlog::debug("connection id={} connect to {} failed (attempt {}): {}", id_,
                  port_->endpoint_addrs[endpoint_index_].str(), attempts_,
@@ -103,6 +105,8 @@ void tcp_session::on_connect(const error_code& ec) {
     return;
   }
   state_ = state::relaying;
+  if (port_->endpoint_failing[endpoint_index_].load(std::memory_order_relaxed))
+    port_->endpoint_failing[endpoint_index_].store(false, std::memory_order_relaxed);
   error_code ignored_ec;
   upstream_.set_option(tcp::no_delay(true), ignored_ec);
   client_.set_option(tcp::no_delay(true), ignored_ec);

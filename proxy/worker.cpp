@@ -6,6 +6,7 @@
 #include <boost/asio/post.hpp>
 
 #include "proxy/tcp_listener.hpp"
+#include "proxy/udp_listener.hpp"
 
 namespace npp::proxy {
 
@@ -19,7 +20,9 @@ worker::worker(unsigned index, const settings& cfg, shared_state& shared)
       cfg_(cfg),
       shared_(shared),
       guard_(std::make_unique<asio::executor_work_guard<asio::io_context::executor_type>>(ctx_.get_executor())),
-      buffers_(cfg.buffer_size, cached_buffers) {}
+      buffers_(cfg.buffer_size, cached_buffers) {
+  udp_cap_ = std::max<std::size_t>(1, shared.udp_max_sessions / std::max(1u, cfg.workers));
+}
 
 worker::~worker() {
   if (thread_.joinable()) thread_.join();
@@ -55,7 +58,7 @@ void worker::apply(std::vector<listener_assignment> want) {
       if (a.fd >= 0) ::close(a.fd);
     return;
   }
-  std::map<listener_key, std::shared_ptr<tcp_listener>> next;
+  std::map<listener_key, std::shared_ptr<listener>> next;
   for (auto& a : want) {
     auto it = listeners_.find(a.key);
     if (it != listeners_.end()) {
@@ -64,7 +67,11 @@ void worker::apply(std::vector<listener_assignment> want) {
       listeners_.erase(it);
       if (a.fd >= 0) ::close(a.fd);  // not expected: the reconciler only sends fds for new keys
     } else if (a.fd >= 0) {
-      auto l = std::make_shared<tcp_listener>(*this, a.key, a.fd, std::move(a.port));
+      std::shared_ptr<listener> l;
+      if (a.key.proto == config::protocol::tcp)
+        l = std::make_shared<tcp_listener>(*this, a.key, a.fd, std::move(a.port));
+      else
+        l = std::make_shared<udp_listener>(*this, a.key, a.fd, std::move(a.port));
       l->start();
       next.emplace(a.key, std::move(l));
     }

@@ -19,13 +19,14 @@
 
 namespace npp::proxy {
 
-class tcp_listener;
+class listener;
 
 /// State shared by all workers (atomics only).
 struct shared_state {
   std::atomic<std::size_t> active_connections{0};  ///< proxied client connections, all workers
   std::atomic<std::uint64_t> next_connection_id{1};
   std::size_t max_connections = 0;                 ///< resolved --max-connections
+  std::size_t udp_max_sessions = 0;                ///< resolved --udp-max-sessions
 };
 
 /// What a worker should be listening on after an update: a key, its port config, and a fresh
@@ -66,7 +67,19 @@ class worker {
   void session_ended();
   std::size_t sessions() const { return live_sessions_; }
 
+  /// One receive buffer for every UDP socket of this worker (a datagram is sent on before the
+  /// next is read, so one is enough): large enough for any UDP datagram.
+  char* datagram_buffer() { return datagram_buffer_.get(); }
+  std::size_t datagram_buffer_size() const { return datagram_buffer_bytes; }
+  std::size_t udp_sessions() const { return udp_sessions_; }
+  /// This worker's share of --udp-max-sessions.
+  std::size_t udp_session_cap() const { return udp_cap_; }
+  void udp_session_opened() { ++udp_sessions_; }
+  void udp_session_closed() { --udp_sessions_; }
+
  private:
+  static constexpr std::size_t datagram_buffer_bytes = 65536;  ///< > 65507, the largest IPv4 UDP payload
+
   void apply(std::vector<listener_assignment> want);
   void drain(std::chrono::steady_clock::time_point deadline);
   void maybe_finish_drain();
@@ -79,11 +92,14 @@ class worker {
   boost::asio::io_context ctx_{1}; ///< concurrency hint 1: one thread runs it
   std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guard_;
   buffer_pool buffers_;            ///< relay buffers of this worker's sessions
-  std::map<listener_key, std::shared_ptr<tcp_listener>> listeners_;  ///< by (address, port, proto)
+  std::map<listener_key, std::shared_ptr<listener>> listeners_;  ///< by (address, port, proto)
   session_list live_;              ///< sessions on this worker (for the shutdown deadline)
   std::size_t live_sessions_ = 0;  ///< size of live_
   boost::asio::steady_timer drain_timer_{ctx_};  ///< shutdown grace deadline
   bool draining_ = false;
+  std::unique_ptr<char[]> datagram_buffer_{new char[datagram_buffer_bytes]};
+  std::size_t udp_sessions_ = 0;   ///< UDP sessions on this worker
+  std::size_t udp_cap_ = 1;        ///< share of the UDP session cap
   std::thread thread_;
 };
 

@@ -4,14 +4,14 @@ using namespace npp::config;
 using npp::config::test::problems_of;
 using strings = std::vector<std::string>;
 
-TEST_CASE("a --forward spec becomes one ad-hoc TCP service") {
+TEST_CASE("a --forward spec without a prefix becomes one ad-hoc service with TCP and UDP ports") {
   auto svc = parse_forward("30080=127.0.0.1:8081,127.0.0.1:8082");
   CHECK(svc.ns == "default");
   CHECK(svc.name == "forward-30080");
   CHECK(svc.ad_hoc);
-  REQUIRE(svc.ports.size() == 1);
+  REQUIRE(svc.ports.size() == 2);
   const auto& port = svc.ports[0];
-  CHECK(port.name.empty());
+  CHECK(port.name == "tcp");
   CHECK(port.proto == protocol::tcp);
   CHECK(port.port == 30080);
   CHECK(port.node_port == 30080);
@@ -20,6 +20,14 @@ TEST_CASE("a --forward spec becomes one ad-hoc TCP service") {
   CHECK(port.endpoints[0].address.str() == "127.0.0.1:8081");
   CHECK(port.endpoints[1].address.str() == "127.0.0.1:8082");
   CHECK(port.endpoints[0].ready);
+  const auto& udp = svc.ports[1];
+  CHECK(udp.name == "udp");
+  CHECK(udp.proto == protocol::udp);
+  CHECK(udp.node_port == 30080);
+  CHECK(udp.endpoints == port.endpoints);
+  snapshot snap;
+  snap.services.push_back(svc);
+  CHECK_NOTHROW(validate_and_allocate(snap));  // TCP+UDP of one Service may share a number
 }
 
 TEST_CASE("tcp: and udp: prefixes choose the protocol and udp services get a -udp suffix") {

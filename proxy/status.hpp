@@ -1,0 +1,69 @@
+#pragma once
+// A read-only picture of the running proxy for health checks, metrics and the status page.
+// Produced by server::status() on the control thread; plain data, no Asio.
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "config/snapshot.hpp"
+#include "proxy/stats.hpp"
+
+namespace npp::proxy {
+
+/// One endpoint of a service port as the proxy sees it.
+struct endpoint_status {
+  std::string address;       ///< "10.0.0.5:8080" / "[::1]:8083"
+  bool ready = true;         ///< EndpointSlice conditions
+  bool serving = true;
+  bool terminating = false;
+  std::string node_name;
+  bool in_use = false;       ///< selected for new connections (ready, or the terminating fallback, or Local)
+  std::uint64_t connect_failures = 0;  ///< connect attempts to it that failed, since it was selected
+  bool failing = false;      ///< the last connect attempt to it failed
+};
+
+/// Counters of one service port, summed over workers.
+struct port_counters_total {
+#define NPP_TOTAL_FIELD(name, help) std::uint64_t name = 0;
+  NPP_PORT_COUNTERS(NPP_TOTAL_FIELD)
+#undef NPP_TOTAL_FIELD
+  std::int64_t connections_active = 0;
+  std::int64_t udp_sessions_active = 0;
+};
+
+/// One service port.
+struct port_status {
+  std::string service;        ///< "namespace/name"
+  std::string port_name;
+  config::protocol proto{};
+  int port = 0;               ///< the Service's port
+  int node_port = 0;
+  bool node_port_allocated = false;
+  bool listening = false;     ///< accepting (has usable endpoints and is bound)
+  std::string bind_error;     ///< set when the port could not be bound
+  std::vector<endpoint_status> endpoints;
+  port_counters_total counters;
+};
+
+/// The whole proxy.
+struct status_report {
+  std::string version;
+  std::chrono::system_clock::time_point started;       ///< process start
+  std::chrono::system_clock::time_point last_applied;  ///< last successful apply (epoch if none)
+  std::uint64_t generation = 0;          ///< successful applies so far
+  std::uint64_t reloads_total = 0;       ///< reload attempts (SIGHUP, file changes)
+  std::uint64_t reload_failures_total = 0;
+  bool last_reload_ok = true;
+  std::string last_reload_error;         ///< first problem of the last failed reload
+  std::string source;                    ///< where the running config came from
+  bool ready = false;                    ///< first configuration applied and not draining
+  bool draining = false;
+  unsigned workers = 0;
+  std::size_t max_connections = 0;
+  std::int64_t connections_active = 0;   ///< all ports
+  std::vector<std::string> bind_addresses;
+  std::vector<port_status> ports;
+};
+
+}  // namespace npp::proxy

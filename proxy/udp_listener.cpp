@@ -1,0 +1,342 @@
+#include "proxy/udp_listener.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/post.hpp>
+
+#include "proxy/endpoint_format.hpp"
+#include "proxy/worker.hpp"
+
+namespace npp::proxy {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+using udp = asio::ip::udp;
+using clock_type = std::chrono::steady_clock;
+
+/// Datagrams handled per readiness event before yielding to other sockets on the worker.
+static constexpr int max_datagrams_per_turn = 64;
+/// How often idle sessions are looked for (at most; less often with a long idle timeout).
+static constexpr auto max_sweep_interval = std::chrono::seconds(1);
+
+std::size_t udp_listener::client_key_hash::operator()(const client_key& k) const {
+  // FNV-1a over the address and port: cheap, and the map only needs spread, not secrecy (the
+  // per-worker table is capped, so a crafted collision flood is bounded too).
+  std::uint64_t h = 1469598103934665603ull;
+  auto mix = [&](std::uint8_t b) { h = (h ^ b) * 1099511628211ull; };
+  for (auto b : k.addr) mix(b);
+  mix(static_cast<std::uint8_t>(k.port));
+  mix(static_cast<std::uint8_t>(k.port >> 8));
+  return static_cast<std::size_t>(h);
+}
+
+udp_listener::udp_listener(worker& w, listener_key key, int fd, std::shared_ptr<const port_runtime> port)
+    : worker_(w), key_(std::move(key)), socket_(w.context()), port_(std::move(port)), sweep_(w.context()) {
+  socket_.assign(key_.addr.ip.v6 ? udp::v6() : udp::v4(), fd);
+}
+
+udp_listener::~udp_listener() = default;
+
+void udp_listener::start() { do_wait(); }
+
+void udp_listener::close() {
+  closed_ = true;
+  error_code ignored_ec;
+  socket_.close(ignored_ec);
+  sweep_.cancel();
+  while (!lru_.empty()) end_session(lru_.front());
+}
+
+port_counters& udp_listener::counters(const port_runtime& p) { return p.stats->worker(worker_.index()); }
+
+void udp_listener::do_wait() {
+  socket_.async_wait(udp::socket::wait_read, [self = shared_from_this()](const error_code& ec) {
+    if (self->closed_ || ec) return;
+    self->on_readable();
+  });
+}
+
+void udp_listener::on_readable() {
+  char* buf = worker_.datagram_buffer();
+  const std::size_t cap = worker_.datagram_buffer_size();
+  for (int i = 0; i < max_datagrams_per_turn; ++i) {
+    sockaddr_storage from{};
+    alignas(cmsghdr) char control[128];
+    iovec iov{buf, cap};
+    msghdr msg{};
+    msg.msg_name = &from;
+    msg.msg_namelen = sizeof from;
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    ssize_t n = ::recvmsg(socket_.native_handle(), &msg, MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        do_wait();
+        return;
+      }
+      if (errno == EINTR) continue;
+      // Errors queued on an unconnected socket (e.g. ICMP for a reply we sent) belong to no
+      // session; reading them clears them. Never let them stop the listener.
+      continue;
+    }
+    if (msg.msg_flags & MSG_TRUNC) {
+      // Cannot happen with a 64 KiB buffer over IPv4/IPv6 without jumbograms; never forward a
+      // truncated datagram if it does.
+      bump(counters(*port_).udp_dropped_oversize);
+      continue;
+    }
+    on_datagram(from, msg.msg_namelen, msg, buf, static_cast<std::size_t>(n));
+    if (closed_) return;
+  }
+  asio::post(worker_.context(), [self = shared_from_this()] {
+    if (!self->closed_) self->on_readable();
+  });
+}
+
+
+void udp_listener::on_datagram(const sockaddr_storage& from, socklen_t from_len, const msghdr& msg, const char* data,
+                               std::size_t n) {
+  client_key key;
+  key.family = from.ss_family;
+  if (from.ss_family == AF_INET) {
+    auto* sin = reinterpret_cast<const sockaddr_in*>(&from);
+    key.port = sin->sin_port;
+    std::memcpy(key.addr, &sin->sin_addr, 4);
+  } else {
+    auto* sin6 = reinterpret_cast<const sockaddr_in6*>(&from);
+    key.port = sin6->sin6_port;
+    std::memcpy(key.addr, &sin6->sin6_addr, 16);
+  }
+  auto s = find_or_create(key, from, from_len, msg);
+  if (!s) return;
+  auto& c = counters(*s->port);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    ssize_t sent = ::send(s->upstream.native_handle(), data, n, MSG_DONTWAIT);
+    if (sent >= 0) {
+      bump(c.udp_datagrams_client_to_upstream);
+      bump(c.bytes_client_to_upstream, n);
+      touch(*s);
+      return;
+    }
+    if (errno == ECONNREFUSED && attempt == 0) {
+      // An ICMP port-unreachable arrived for this session since its last datagram: the endpoint
+      // is gone. Start over with the next endpoint instead of dropping the client's datagram.
+      bump(c.udp_sessions_reset);
+      end_session(*s);
+      s = find_or_create(key, from, from_len, msg);
+      if (!s) return;
+      continue;
+    }
+    bump(c.udp_dropped_buffer_full);
+    return;
+  }
+}
+
+udp_listener::session_ptr udp_listener::find_or_create(const client_key& key, const sockaddr_storage& from,
+                                                       socklen_t from_len, const msghdr& msg) {
+  if (auto it = sessions_.find(key); it != sessions_.end()) {
+    session_ptr s = it->second;
+    if (s->port == port_) return s;
+    // The port's config changed since this session started. Keep the session if its endpoint is
+    // still usable (round-robin state must not churn established flows); otherwise end it, and
+    // this datagram starts a new session on a live endpoint.
+    const auto& addr = s->port->endpoint_addrs[s->endpoint];
+    for (std::size_t i = 0; i < port_->endpoint_addrs.size(); ++i) {
+      if (port_->endpoint_addrs[i] == addr) {
+        s->port = port_;
+        s->endpoint = i;
+        return s;
+      }
+    }
+    bump(counters(*port_).udp_sessions_moved);
+    end_session(*s);
+  }
+  return create_session(key, from, from_len, msg);
+}
+
+bool udp_listener::make_room() {
+  if (worker_.udp_sessions() < worker_.udp_session_cap()) return true;
+  // Full: take the slot of this socket's least recently active session if it has gone quiet;
+  // never push out a session that is in use.
+  if (!lru_.empty()) {
+    session& oldest = lru_.back();
+    if (clock_type::now() - oldest.last_activity >= worker_.cfg().udp_evict_idle) {
+      bump(counters(*oldest.port).udp_sessions_evicted);
+      end_session(oldest);
+      return true;
+    }
+  }
+  return false;
+}
+
+udp_listener::session_ptr udp_listener::create_session(const client_key& key, const sockaddr_storage& from,
+                                                       socklen_t from_len, const msghdr& msg) {
+  auto& c = counters(*port_);
+  if (port_->endpoints.empty()) {
+    bump(c.udp_dropped_no_endpoints);
+    return nullptr;
+  }
+  if (!make_room()) {
+    bump(c.udp_dropped_session_limit);
+    return nullptr;
+  }
+  auto s = std::make_shared<session>(worker_.context());
+  s->key = key;
+  std::memcpy(&s->client, &from, sizeof from);
+  s->client_len = from_len;
+  for (cmsghdr* cm = CMSG_FIRSTHDR(const_cast<msghdr*>(&msg)); cm; cm = CMSG_NXTHDR(const_cast<msghdr*>(&msg), cm)) {
+    if (cm->cmsg_level == IPPROTO_IPV6 && cm->cmsg_type == IPV6_PKTINFO) {
+      std::memcpy(&s->local6, CMSG_DATA(cm), sizeof s->local6);
+      s->local6.ipi6_ifindex = 0;  // let routing pick the interface; only the source address matters
+      s->local_kind = 6;
+    } else if (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_PKTINFO && s->local_kind == 0) {
+      in_pktinfo info;
+      std::memcpy(&info, CMSG_DATA(cm), sizeof info);
+      s->local4 = {};
+      s->local4.ipi_spec_dst = info.ipi_addr;
+      s->local_kind = 4;
+    }
+  }
+  if (from.ss_family == AF_INET6 && s->local_kind == 4) s->local_kind = 0;  // an IPv6 socket needs IPV6_PKTINFO
+  s->port = port_;
+  s->endpoint = port_->pick();
+  const auto& ep = port_->endpoints[s->endpoint];
+  udp::endpoint target(ep.address(), ep.port());
+  error_code ec;
+  s->upstream.open(target.protocol(), ec);
+  if (!ec) s->upstream.connect(target, ec);  // no packet: only fixes the peer and enables ICMP reports
+  if (ec) {
+    bump(c.udp_dropped_buffer_full);
+    auto now = clock_type::now();
+    if (spdlog::should_log(spdlog::level::warn)) spdlog::warn("UDP session to {} not opened: {}", format_endpoint(target), ec.message());
+    (void)now;
+    return nullptr;
+  }
+  s->upstream.non_blocking(true, ec);
+  s->last_activity = clock_type::now();
+  sessions_.emplace(key, s);
+  lru_.push_front(*s);
+  worker_.udp_session_opened();
+  bump(c.udp_sessions_created);
+  bump(c.udp_sessions_active, 1);
+  wait_upstream(s);
+  arm_sweep();
+  return s;
+}
+
+void udp_listener::wait_upstream(const session_ptr& s) {
+  s->upstream.async_wait(udp::socket::wait_read, [self = shared_from_this(), s](const error_code& ec) {
+    if (s->closed || ec) return;
+    self->on_upstream_readable(s);
+  });
+}
+
+void udp_listener::on_upstream_readable(const session_ptr& s) {
+  char* buf = worker_.datagram_buffer();
+  const std::size_t cap = worker_.datagram_buffer_size();
+  for (int i = 0; i < max_datagrams_per_turn; ++i) {
+    ssize_t n = ::recv(s->upstream.native_handle(), buf, cap, MSG_DONTWAIT | MSG_TRUNC);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        wait_upstream(s);
+        return;
+      }
+      if (errno == EINTR) continue;
+      // ECONNREFUSED: ICMP port unreachable from the endpoint. This session is dead; the
+      // listener is not affected, and the client's next datagram picks a live endpoint.
+      bump(counters(*s->port).udp_sessions_reset);
+      end_session(*s);
+      return;
+    }
+    if (static_cast<std::size_t>(n) > cap) {
+      bump(counters(*s->port).udp_dropped_oversize);
+      continue;
+    }
+    send_to_client(*s, buf, static_cast<std::size_t>(n));
+    if (s->closed) return;
+  }
+  asio::post(worker_.context(), [self = shared_from_this(), s] {
+    if (!s->closed) self->on_upstream_readable(s);
+  });
+}
+
+void udp_listener::send_to_client(session& s, const char* data, std::size_t n) {
+  iovec iov{const_cast<char*>(data), n};
+  msghdr msg{};
+  msg.msg_name = &s.client;
+  msg.msg_namelen = s.client_len;
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(in6_pktinfo))] = {};
+  if (s.local_kind != 0) {
+    msg.msg_control = control;
+    cmsghdr* cm = reinterpret_cast<cmsghdr*>(control);
+    if (s.local_kind == 6) {
+      msg.msg_controllen = CMSG_SPACE(sizeof(in6_pktinfo));
+      cm->cmsg_level = IPPROTO_IPV6;
+      cm->cmsg_type = IPV6_PKTINFO;
+      cm->cmsg_len = CMSG_LEN(sizeof(in6_pktinfo));
+      std::memcpy(CMSG_DATA(cm), &s.local6, sizeof s.local6);
+    } else {
+      msg.msg_controllen = CMSG_SPACE(sizeof(in_pktinfo));
+      cm->cmsg_level = IPPROTO_IP;
+      cm->cmsg_type = IP_PKTINFO;
+      cm->cmsg_len = CMSG_LEN(sizeof(in_pktinfo));
+      std::memcpy(CMSG_DATA(cm), &s.local4, sizeof s.local4);
+    }
+  }
+  auto& c = counters(*s.port);
+  if (::sendmsg(socket_.native_handle(), &msg, MSG_DONTWAIT) < 0) {
+    bump(c.udp_dropped_buffer_full);
+    return;
+  }
+  bump(c.udp_datagrams_upstream_to_client);
+  bump(c.bytes_upstream_to_client, n);
+  touch(s);
+}
+
+void udp_listener::touch(session& s) {
+  s.last_activity = clock_type::now();
+  if (&lru_.front() != &s) {
+    lru_.erase(lru_.iterator_to(s));
+    lru_.push_front(s);
+  }
+}
+
+void udp_listener::end_session(session& s) {
+  if (s.closed) return;
+  s.closed = true;
+  error_code ignored_ec;
+  s.upstream.close(ignored_ec);
+  lru_.erase(lru_.iterator_to(s));
+  worker_.udp_session_closed();
+  bump(counters(*s.port).udp_sessions_active, -1);
+  const client_key key = s.key;  // copy: erasing may destroy s, and with it s.key
+  sessions_.erase(key);          // nothing may touch s after this line
+}
+
+void udp_listener::arm_sweep() {
+  if (sweeping_ || closed_) return;
+  sweeping_ = true;
+  auto interval = std::min<clock_type::duration>(max_sweep_interval, worker_.cfg().udp_idle_timeout / 2);
+  sweep_.expires_after(interval);
+  sweep_.async_wait([self = shared_from_this()](const error_code& ec) {
+    self->sweeping_ = false;
+    if (ec || self->closed_) return;
+    self->sweep();
+  });
+}
+
+void udp_listener::sweep() {
+  const auto limit = clock_type::now() - worker_.cfg().udp_idle_timeout;
+  while (!lru_.empty() && lru_.back().last_activity <= limit) {
+    session& s = lru_.back();
+    bump(counters(*s.port).udp_sessions_expired);
+    end_session(s);
+  }
+  if (!lru_.empty()) arm_sweep();
+}
+
+}  // namespace npp::proxy

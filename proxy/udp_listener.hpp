@@ -1,0 +1,97 @@
+#pragma once
+// One worker's SO_REUSEPORT UDP socket for one (address, nodePort), and the sessions of the
+// clients the kernel hashes to it.
+//
+//   client --datagram--> socket_ (nodePort) --send--> session.upstream (connected) --> endpoint
+//   client <--sendmsg--- socket_ (nodePort) <--recv--- session.upstream (connected) <-- endpoint
+//
+// A session per client address: the first datagram picks an endpoint (round-robin) and opens a
+// connected upstream socket, so the kernel accepts replies only from that endpoint (anything else
+// is dropped by the kernel) and reports ICMP errors on it. Replies go back from the nodePort, from
+// the address the client sent to (IP_PKTINFO on wildcard sockets). Sessions end after
+// udp_idle_timeout without traffic either way, on an ICMP error, or when their endpoint leaves
+// (lazily: the next datagram re-pins the client to a live endpoint).
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <boost/asio/ip/udp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/intrusive/list.hpp>
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <unordered_map>
+
+#include "proxy/listener.hpp"
+
+namespace npp::proxy {
+
+class worker;
+
+class udp_listener : public listener, public std::enable_shared_from_this<udp_listener> {
+ public:
+  /// Adopts `fd` (a bound, non-blocking UDP socket).
+  udp_listener(worker& w, listener_key key, int fd, std::shared_ptr<const port_runtime> port);
+  ~udp_listener() override;
+  void start() override;
+  /// Stops receiving and ends every session of this socket.
+  void close() override;
+  void update(std::shared_ptr<const port_runtime> port) override { port_ = std::move(port); }
+
+ private:
+  /// A client address as a hashable key.
+  struct client_key {
+    std::uint16_t family = 0;
+    std::uint16_t port = 0;
+    std::uint8_t addr[16] = {};
+    friend bool operator==(const client_key& a, const client_key& b) {
+      return a.family == b.family && a.port == b.port && std::memcmp(a.addr, b.addr, 16) == 0;
+    }
+  };
+  struct client_key_hash {
+    std::size_t operator()(const client_key& k) const;
+  };
+
+  struct session : boost::intrusive::list_base_hook<> {
+    explicit session(boost::asio::io_context& ctx) : upstream(ctx) {}
+    boost::asio::ip::udp::socket upstream;      ///< connected to the endpoint
+    client_key key;                             ///< map key
+    sockaddr_storage client{};                  ///< where replies go
+    socklen_t client_len = 0;
+    in6_pktinfo local6{};                       ///< destination the client used (IPv6 / mapped)
+    in_pktinfo local4{};                        ///< destination the client used (IPv4 socket)
+    int local_kind = 0;                         ///< 0 none, 4 local4, 6 local6
+    std::shared_ptr<const port_runtime> port;   ///< config the endpoint was picked from
+    std::size_t endpoint = 0;                   ///< index into port->endpoints
+    std::chrono::steady_clock::time_point last_activity;
+    bool closed = false;
+  };
+  using session_ptr = std::shared_ptr<session>;
+
+  void do_wait();
+  void on_readable();
+  void on_datagram(const sockaddr_storage& from, socklen_t from_len, const msghdr& msg, const char* data, std::size_t n);
+  session_ptr find_or_create(const client_key& key, const sockaddr_storage& from, socklen_t from_len, const msghdr& msg);
+  session_ptr create_session(const client_key& key, const sockaddr_storage& from, socklen_t from_len, const msghdr& msg);
+  bool make_room();
+  void wait_upstream(const session_ptr& s);
+  void on_upstream_readable(const session_ptr& s);
+  void send_to_client(session& s, const char* data, std::size_t n);
+  void end_session(session& s);
+  void touch(session& s);
+  void arm_sweep();
+  void sweep();
+  port_counters& counters(const port_runtime& p);
+
+  worker& worker_;                             ///< owning worker
+  listener_key key_;                           ///< what this socket is bound to
+  boost::asio::ip::udp::socket socket_;        ///< the nodePort socket
+  std::shared_ptr<const port_runtime> port_;   ///< config for new sessions
+  std::unordered_map<client_key, session_ptr, client_key_hash> sessions_;  ///< by client address
+  boost::intrusive::list<session> lru_;        ///< most recently active first
+  boost::asio::steady_timer sweep_;            ///< idle-session sweep
+  bool sweeping_ = false;                      ///< sweep_ armed
+  bool closed_ = false;
+};
+
+}  // namespace npp::proxy

@@ -1,0 +1,166 @@
+"""Byte integrity both ways at once, small buffers, and the --max-connections cap
+(ACCEPTANCE rows 22 without loss (P1, loopback only), 19 at small scale, 59 in part)."""
+
+import hashlib
+import os
+import socket
+import threading
+import time
+
+import npp
+from npp import V4, V6, MiB, KiB
+
+
+def duplex_pod(size):
+    """Pod that sends `size` random bytes while reading everything the client sends; records the
+    digests of both directions, then shuts down its write side."""
+    def handler(conn, backend):
+        data = os.urandom(size)
+        sent = {}
+
+        def send():
+            try:
+                view = memoryview(data)
+                for off in range(0, len(data), 256 * KiB):
+                    conn.sendall(view[off:off + 256 * KiB])
+                conn.shutdown(socket.SHUT_WR)
+                sent["ok"] = True
+            except OSError as e:
+                sent["error"] = repr(e)
+        t = threading.Thread(target=send, daemon=True)
+        t.start()
+        h = hashlib.sha256()
+        total = 0
+        end = "eof"
+        while True:
+            try:
+                d = conn.recv(1 << 20)
+            except OSError as e:
+                end = repr(e)
+                break
+            if not d:
+                break
+            h.update(d)
+            total += len(d)
+        t.join(60)
+        backend.record(end=end, bytes=total, sha256=h.hexdigest(), sent_sha256=hashlib.sha256(data).hexdigest(),
+                       send=sent)
+    return handler
+
+
+def duplex_client(port, family, size, out):
+    data = os.urandom(size)
+    s = npp.connect(port, family)
+    out["local"] = s.getsockname()
+    err = {}
+
+    def send():
+        try:
+            view = memoryview(data)
+            for off in range(0, len(data), 256 * KiB):
+                s.sendall(view[off:off + 256 * KiB])
+            s.shutdown(socket.SHUT_WR)
+        except OSError as e:
+            err["send"] = repr(e)
+    t = threading.Thread(target=send, daemon=True)
+    t.start()
+    h = hashlib.sha256()
+    total = 0
+    s.settimeout(30)
+    try:
+        while True:
+            d = s.recv(1 << 20)
+            if not d:
+                break
+            h.update(d)
+            total += len(d)
+    except OSError as e:
+        err["recv"] = repr(e)
+    t.join(30)
+    s.close()
+    out.update(sent_sha256=hashlib.sha256(data).hexdigest(), bytes=total, sha256=h.hexdigest(), err=err)
+
+
+class Integrity(npp.ProxyTestCase):
+
+    def run_duplex(self, n_conns, size, family=V4, extra=()):
+        pod = self.backend(duplex_pod(size), family=family, name="duplex")
+        node_port = npp.free_port()
+        proxy = self.proxy_for([npp.svc("bulk", node_port, [pod.addr])], extra=extra)
+        start = proxy.mark()
+        outs = [dict() for _ in range(n_conns)]
+        threads = [threading.Thread(target=duplex_client, args=(node_port, family, size, o))
+                   for o in outs]
+        t0 = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(50)
+        elapsed = time.monotonic() - t0
+        print("%d x %d MiB each way in %.2fs" % (n_conns, size // MiB, elapsed))
+        results = pod.wait_results(n_conns, timeout=10)
+        pod_received = sorted(r["sha256"] for r in results)
+        pod_sent = sorted(r["sent_sha256"] for r in results)
+        for o in outs:
+            self.assertEqual(o.get("err"), {}, o)
+            self.assertEqual(o["bytes"], size)
+        for r in results:
+            self.assertEqual(r["end"], "eof", r)
+            self.assertEqual(r["bytes"], size, r)
+        self.assertEqual(pod_received, sorted(o["sent_sha256"] for o in outs), "client->pod bytes corrupted")
+        self.assertEqual(pod_sent, sorted(o["sha256"] for o in outs), "pod->client bytes corrupted")
+        recs = proxy.wait_closed(n_conns, start=start)
+        for r in recs:
+            self.assertEqual((r.get("reason"), r.get("bytes_in"), r.get("bytes_out")),
+                             ("eof", str(size), str(size)), r)
+
+    def test_64_mib_each_way_simultaneously(self):
+        self.run_duplex(1, 64 * MiB)
+
+    def test_64_mib_each_way_ipv6(self):
+        self.run_duplex(1, 64 * MiB, family=V6)
+
+    def test_small_buffers_single_worker_four_connections(self):
+        self.run_duplex(4, 8 * MiB, extra=["--buffer-size", "1024", "--workers", "1"])
+
+
+class MaxConnections(npp.ProxyTestCase):
+
+    def test_sixth_client_is_reset_while_five_stay_usable(self):
+        b = self.backend(npp.echo_handler(), name="echo")
+        node_port = npp.free_port()
+        proxy = self.proxy_for([npp.svc("web", node_port, [b.addr])], extra=["--max-connections", "5"])
+        clients = []
+        for i in range(5):
+            s = self.client(node_port)
+            s.sendall(b"hello %d" % i)
+            self.assertEqual(npp.recv_exact(s, 7), b"hello %d" % i)
+            clients.append(s)
+        start = proxy.mark()
+        t0 = time.monotonic()
+        outcome, data, local = npp.probe(node_port, send=b"over", timeout=2.0)
+        elapsed = time.monotonic() - t0
+        self.assertEqual(outcome, "reset", "client over --max-connections must be reset, got %s" % outcome)
+        self.assertEqual(data, b"")
+        self.assertLess(elapsed, 0.5)
+        rec = proxy.closed_for_client(local, start=start)
+        self.assertEqual(rec.get("reason"), "limit", rec)
+        self.assertEqual(b.accepted, 5, "the rejected client must not reach the pod")
+        for i, s in enumerate(clients):
+            s.sendall(b"again %d" % i)
+            self.assertEqual(npp.recv_exact(s, 7), b"again %d" % i)
+        # One leaves: a new client fits again (after the proxy has noticed the close).
+        start = proxy.mark()
+        gone = clients.pop()
+        gone_local = gone.getsockname()
+        gone.close()
+        proxy.closed_for_client(gone_local, start=start)
+        s = self.client(node_port)
+        s.sendall(b"new one")
+        self.assertEqual(npp.recv_exact(s, 7), b"new one")
+        # And the limit holds again.
+        self.assertEqual(npp.probe(node_port, send=b"over")[0], "reset")
+
+
+if __name__ == "__main__":
+    npp.main()
