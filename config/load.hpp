@@ -18,7 +18,7 @@ struct load_options {
   std::optional<port_range> range_override;
   /// Largest input accepted, in bytes (hostile-input cap).
   std::size_t max_bytes = 64u << 20;
-  /// Deepest JSON nesting accepted (hostile-input cap).
+  /// Deepest JSON/YAML nesting accepted (hostile-input cap).
   int max_depth = 64;
 };
 
@@ -27,8 +27,23 @@ struct load_options {
 /// names the input in errors and becomes snapshot::source.
 snapshot load_native_json(std::string_view text, const load_options& opts, const std::string& source = "<input>");
 
-/// Reads a file (size-capped), detects its format and loads it.
+/// Loads text in any supported format, detected from the content: JSON or YAML (several "---"
+/// documents allowed), holding the native format ({"services": [...], "backends": [...]}) or
+/// Kubernetes objects (Service, EndpointSlice, List / ServiceList / EndpointSliceList; see
+/// kubernetes_objects.hpp for the rules). Validates and allocates like load_native_json().
+snapshot load_text(std::string_view text, const load_options& opts, const std::string& source = "<input>");
+
+/// Reads a file (size-capped), detects its format and loads it: load_files({path}).
 snapshot load_file(const std::filesystem::path& path, const load_options& opts);
+
+/// Reads every file (each size-capped) and merges them into one snapshot: Services from native
+/// files and Kubernetes manifests/lists, endpoints from EndpointSlices and from native
+/// "backends" entries (endpoints for a Service another file defines, e.g. a manifest paired with
+/// local 127.0.0.1 backends; see examples/README.md). Everything is validated together:
+/// nodePort collisions across files, duplicate namespace/name, a backends entry naming a Service
+/// no file defines. With more than one file every problem path starts with "FILE: ".
+/// snapshot::source is the paths joined with " + "; snapshot::notes says what was skipped.
+snapshot load_files(const std::vector<std::filesystem::path>& paths, const load_options& opts);
 
 /// Parses one --forward value "LISTEN=HOST:PORT[,HOST:PORT...]" (LISTEN: a port, optionally
 /// prefixed "tcp:" or "udp:") into an ad-hoc service named "forward-LISTEN".

@@ -1,4 +1,7 @@
-// load_file(): read (size-capped), detect the format, load, validate.
+// load_file() / load_files() / load_text(): read (size-capped), detect the format from the
+// content (JSON or YAML; native format or Kubernetes objects), decode every input, then merge
+// them into one snapshot (assemble(): EndpointSlices and "backends" join their Services) and
+// validate it as a whole.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -7,14 +10,12 @@
 #include <cerrno>
 #include <cstring>
 
+#include "config/kubernetes_objects.hpp"
 #include "config/loader_internal.hpp"
+#include "config/yaml.hpp"
 
 namespace npp::config {
 namespace {
-
-// Kubernetes object kinds the endpoint file will accept once the Service/EndpointSlice decoders
-// exist (ECOSYSTEM.md 5.9); until then they get a clear "not yet" instead of "unknown field".
-constexpr std::string_view kubernetes_kinds[] = {"Service", "ServiceList", "EndpointSlice", "EndpointSliceList", "List"};
 
 // Closes the descriptor on every path out of read_capped().
 struct fd_closer {
@@ -57,47 +58,115 @@ std::optional<std::string> read_capped(const std::filesystem::path& path, std::s
   return text;
 }
 
-// True when a parse failed on the very first character of something that is not JSON at all.
-bool looks_like_yaml(std::string_view text) {
+// JSON starts with '{' or '['; anything else (a comment, "apiVersion:", "---") is YAML. A YAML
+// flow mapping at the very start would be read as JSON, which YAML users practically never write.
+bool looks_like_json(std::string_view text) {
   if (text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);
   const auto first = text.find_first_not_of(" \t\r\n");
-  return first != std::string_view::npos && text[first] != '{' && text[first] != '[';
+  return first != std::string_view::npos && (text[first] == '{' || text[first] == '[');
+}
+
+bool is_blank(std::string_view text) {
+  if (text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);
+  return text.find_first_not_of(" \t\r\n") == std::string_view::npos;
+}
+
+// Decodes one input of any format into `out`.
+void decode_text(std::string_view text, const load_options& opts, detail::decoded_input& out,
+                 std::vector<problem>& problems) {
+  if (is_blank(text) || looks_like_json(text)) {
+    auto doc = detail::parse_json(text, opts, problems);
+    if (!doc) return;
+    if (detail::is_kubernetes_document(*doc))
+      detail::decode_kubernetes(*doc, "", true, out, problems);
+    else
+      detail::native_from_json(*doc, out, problems);
+    return;
+  }
+  auto docs = detail::parse_yaml(text, opts, problems);
+  if (!docs) return;
+  // Empty documents ("---" twice, a trailing "---") are nothing, as for kubectl.
+  std::vector<std::size_t> present;
+  for (std::size_t i = 0; i < docs->size(); ++i)
+    if (!(*docs)[i].is_null()) present.push_back(i);
+  if (present.empty()) {
+    problems.push_back({"", "invalid YAML: the input has no documents (only comments or \"---\")"});
+    return;
+  }
+  if (docs->size() == 1) {
+    const auto& doc = (*docs)[0];
+    if (detail::is_kubernetes_document(doc))
+      detail::decode_kubernetes(doc, "", true, out, problems);
+    else
+      detail::native_from_json(doc, out, problems);
+    return;
+  }
+  // Several documents: a manifest stream. The native format is one document on its own.
+  for (std::size_t i : present) {
+    const auto& doc = (*docs)[i];
+    const std::string position = detail::index_path("documents", i);
+    if (!detail::is_kubernetes_document(doc)) {
+      problems.push_back({position, "Required value: kind (every document of a multi-document stream must be a "
+                                    "Kubernetes object; the native format must be the only document)"});
+      continue;
+    }
+    detail::decode_kubernetes(doc, position, false, out, problems);
+  }
+}
+
+// Puts "FILE: " before every path and note of one input when several are loaded, so a problem
+// always says which file it is in.
+void prefix_input(detail::decoded_input& in, std::vector<problem>& problems, std::size_t first_problem,
+                  const std::string& file) {
+  const std::string prefix = file + ": ";
+  for (std::size_t i = first_problem; i < problems.size(); ++i)
+    problems[i].path = problems[i].path.empty() ? file : prefix + problems[i].path;
+  for (auto& svc : in.services) {
+    svc.origin = prefix + svc.origin;
+    for (auto& port : svc.ports)
+      if (!port.origin.empty()) port.origin = prefix + port.origin;
+  }
+  for (auto& b : in.backends) {
+    b.path = prefix + b.path;
+    for (auto& p : b.ports) p.path = prefix + p.path;
+  }
+  for (auto& s : in.slices) s.label = prefix + s.label;
+  for (auto& n : in.notes) n = prefix + n;
 }
 
 }  // namespace
 
-snapshot load_file(const std::filesystem::path& path, const load_options& opts) {
-  const std::string source = path.string();
+snapshot load_text(std::string_view text, const load_options& opts, const std::string& source) {
   std::vector<problem> problems;
-  auto text = read_capped(path, opts.max_bytes, problems);
-  if (!text) throw config_error(source, std::move(problems));
-
-  auto doc = detail::parse_json(*text, opts, problems);
-  if (!doc) {
-    if (looks_like_yaml(*text))
-      problems.push_back({"", "the endpoints file must be JSON (YAML is not supported)"});
-    throw config_error(source, std::move(problems));
-  }
-
-  if (doc->is_object() && doc->contains("kind")) {
-    const auto& kind = (*doc)["kind"];
-    const std::string name = kind.is_string() ? kind.get<std::string>() : kind.dump();
-    const bool known = kind.is_string() && std::find(std::begin(kubernetes_kinds), std::end(kubernetes_kinds),
-                                                     name) != std::end(kubernetes_kinds);
-    problems.push_back(
-        {"kind", known ? "Kubernetes objects (kind " + quote(name) +
-                             ") are not supported yet; write the native format {\"services\": [...]} (see examples/)"
-                       : "Unsupported value: " + quote(name) +
-                             ": this is not an endpoints file; expected the native format {\"services\": [...]}"});
-    throw config_error(source, std::move(problems));
-  }
-
-  // The native format. Field problems and cross-checks are reported together.
-  snapshot snap = detail::native_from_json(*doc, opts, problems);
-  detail::check_and_allocate(snap, problems);
+  std::vector<detail::decoded_input> inputs(1);
+  decode_text(text, opts, inputs[0], problems);
+  // Field problems and cross-checks (collisions) are reported together, as for the native format.
+  snapshot snap = detail::assemble(std::move(inputs), opts, problems);
   if (!problems.empty()) throw config_error(source, std::move(problems));
   snap.source = source;
   return snap;
 }
+
+snapshot load_files(const std::vector<std::filesystem::path>& paths, const load_options& opts) {
+  std::string source;
+  for (const auto& p : paths) source += (source.empty() ? "" : " + ") + p.string();
+  if (paths.empty()) throw config_error("<no input>", {{"", "no input files given"}});
+
+  std::vector<problem> problems;
+  std::vector<detail::decoded_input> inputs(paths.size());
+  for (std::size_t i = 0; i < paths.size(); ++i) {
+    const std::size_t first_problem = problems.size();
+    if (auto text = read_capped(paths[i], opts.max_bytes, problems)) decode_text(*text, opts, inputs[i], problems);
+    if (paths.size() > 1) prefix_input(inputs[i], problems, first_problem, paths[i].string());
+  }
+  // Field problems and cross-checks (collisions) are reported together; allocation is skipped once
+  // anything is wrong (check_and_allocate).
+  snapshot snap = detail::assemble(std::move(inputs), opts, problems);
+  if (!problems.empty()) throw config_error(source, std::move(problems));
+  snap.source = source;
+  return snap;
+}
+
+snapshot load_file(const std::filesystem::path& path, const load_options& opts) { return load_files({path}, opts); }
 
 }  // namespace npp::config

@@ -18,6 +18,8 @@ using json = nlohmann::json;
 // Longest string echoed back in a message; the rest is elided so a hostile value cannot flood logs.
 constexpr std::size_t max_echoed_chars = 64;
 
+}  // namespace
+
 std::string line_column(std::string_view text, std::size_t position) {
   position = std::min(position, text.size());
   std::size_t line = 1, column = 1;
@@ -59,6 +61,8 @@ std::string path_segment(std::string_view key) {
   if (key.size() <= max_echoed_chars) return printable(key);
   return printable(key.substr(0, max_echoed_chars)) + "...";
 }
+
+namespace {
 
 // Builds the DOM from SAX events so that depth is checked *before* a container is created: 100k
 // nested '[' stop at the cap instead of building (and later destroying) a 100k-deep tree.
@@ -157,6 +161,8 @@ class bounded_dom_builder {
   std::string key_;                 ///< the key whose value comes next
 };
 
+}  // namespace
+
 // ---------------------------------------------------------------------------------------------
 // Field reader
 
@@ -187,6 +193,8 @@ std::string unsupported(std::string_view value, std::initializer_list<std::strin
   }
   return message;
 }
+
+namespace {
 
 bool is_lower_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
 
@@ -221,32 +229,41 @@ class native_reader {
  public:
   explicit native_reader(std::vector<problem>& problems) : problems_(problems) {}
 
-  snapshot read(const json& doc, const load_options& opts) {
-    snapshot snap;
-    if (opts.range_override) snap.range = *opts.range_override;
-    if (!is_object(doc, "")) return snap;
+  void read(const json& doc, decoded_input& out) {
+    if (!is_object(doc, "")) return;
     // "$schema" lets editors find config/nodeport-proxy.schema.json; the loader ignores it.
-    reject_unknown_keys(doc, "", {"$schema", "nodePortRange", "services"});
+    reject_unknown_keys(doc, "", {"$schema", "nodePortRange", "services", "backends"});
 
     if (auto text = string_field(doc, "", "nodePortRange")) {
       port_range file_range;
       std::string why;
       if (!port_range::parse(*text, file_range, &why))
         add("nodePortRange", invalid(quote_short(*text), why));
-      else if (!opts.range_override)  // --service-node-port-range wins over the file
-        snap.range = file_range;
+      else
+        out.range = file_range;  // --service-node-port-range still wins (assemble())
     }
 
+    // "services" is required unless the file only supplies backends for Services defined elsewhere.
     const json* services = find(doc, "services");
     if (services == nullptr) {
-      add("services", "Required value");
+      if (find(doc, "backends") == nullptr) add("services", "Required value");
     } else if (!services->is_array()) {
       add("services", invalid(describe(*services), "must be an array"));
     } else {
-      for (std::size_t i = 0; i < services->size(); ++i)
-        snap.services.push_back(read_service((*services)[i], index_path("services", i)));
+      for (std::size_t i = 0; i < services->size(); ++i) {
+        out.services.push_back(read_service((*services)[i], index_path("services", i)));
+        out.services.back().origin = index_path("services", i);
+      }
     }
-    return snap;
+
+    if (const json* backends = find(doc, "backends")) {
+      if (!backends->is_array()) {
+        add("backends", invalid(describe(*backends), "must be an array"));
+      } else {
+        for (std::size_t i = 0; i < backends->size(); ++i)
+          read_backend((*backends)[i], index_path("backends", i), out);
+      }
+    }
   }
 
  private:
@@ -388,6 +405,7 @@ class native_reader {
       for (std::size_t k = 0; k < ports->size(); ++k) {
         bool name_ok = false, key_ok = false;
         svc.ports.push_back(read_port((*ports)[k], index_path(ports_path, k), name_ok, key_ok));
+        svc.ports.back().origin = index_path(ports_path, k);
         valid_name.push_back(name_ok);
         valid_key.push_back(key_ok);
       }
@@ -490,6 +508,96 @@ class native_reader {
     return port;
   }
 
+  // One "backends" entry: endpoints for a Service that another input (a manifest) defines.
+  // Everything about the Service itself (nodePort, affinity, policy) comes from that input, so
+  // only the keys that find the Service and its port are accepted here.
+  void read_backend(const json& j, const std::string& path, decoded_input& out) {
+    if (!is_object(j, path)) return;
+    reject_unknown_keys(j, path, {"namespace", "service", "ports"});
+    backend_entry entry;
+    entry.path = path;
+    bool ok = true;
+    if (auto ns = string_field(j, path, "namespace")) {
+      if (auto why = dns1123_label_error(*ns); !why.empty()) {
+        add(child_path(path, "namespace"), ns->empty() ? "Required value" : invalid(quote_short(*ns), why));
+        ok = false;
+      } else {
+        entry.ns = *ns;
+      }
+    } else if (find(j, "namespace") != nullptr) {
+      ok = false;
+    }
+    if (find(j, "service") == nullptr) {
+      add(child_path(path, "service"), "Required value");
+      ok = false;
+    } else if (auto name = string_field(j, path, "service")) {
+      if (name->empty()) {
+        add(child_path(path, "service"), "Required value");
+        ok = false;
+      } else {
+        entry.service = *name;
+      }
+    } else {
+      ok = false;
+    }
+
+    const std::string ports_path = child_path(path, "ports");
+    const json* ports = find(j, "ports");
+    if (ports == nullptr || (ports->is_array() && ports->empty())) {
+      add(ports_path, "Required value");
+      ok = false;
+    } else if (!ports->is_array()) {
+      add(ports_path, invalid(describe(*ports), "must be an array"));
+      ok = false;
+    } else {
+      for (std::size_t k = 0; k < ports->size(); ++k) {
+        const json& p = (*ports)[k];
+        const std::string port_path = index_path(ports_path, k);
+        if (!is_object(p, port_path)) {
+          ok = false;
+          continue;
+        }
+        reject_unknown_keys(p, port_path, {"name", "port", "protocol", "endpoints"});
+        backend_port bp;
+        bp.path = port_path;
+        if (auto name = string_field(p, port_path, "name")) bp.name = *name;
+        else if (find(p, "name") != nullptr) ok = false;
+        if (const json* number = find(p, "port")) {
+          if (auto n = integer_value(*number, child_path(port_path, "port"), 1, 65535,
+                                     "must be between 1 and 65535, inclusive"))
+            bp.port = *n;
+          else
+            ok = false;
+        }
+        if (auto proto = string_field(p, port_path, "protocol")) {
+          if (*proto == "TCP" || *proto == "UDP") {
+            bp.proto = *proto == "TCP" ? protocol::tcp : protocol::udp;
+          } else {
+            add(child_path(port_path, "protocol"), unsupported(*proto, {"TCP", "UDP"}));
+            ok = false;
+          }
+        } else if (find(p, "protocol") != nullptr) {
+          ok = false;
+        }
+        if (!bp.name && find(p, "port") == nullptr) {
+          add(port_path, "Required value: \"name\" or \"port\" (which port of the Service these endpoints serve)");
+          ok = false;
+        }
+        if (const json* endpoints = find(p, "endpoints")) {
+          service_port holder;
+          read_endpoints(*endpoints, child_path(port_path, "endpoints"), holder);
+          bp.endpoints = std::move(holder.endpoints);
+        } else {
+          add(child_path(port_path, "endpoints"), "Required value");
+          ok = false;
+        }
+        entry.ports.push_back(std::move(bp));
+      }
+    }
+    // A broken entry is reported once, by its fields; matching it too would only add noise.
+    if (ok) out.backends.push_back(std::move(entry));
+  }
+
   // Endpoints are merged by address, first occurrence wins: the same backend listed twice
   // (as in overlapping EndpointSlices) must not get twice the traffic.
   void read_endpoints(const json& list, const std::string& path, service_port& port) {
@@ -573,8 +681,8 @@ std::optional<nlohmann::json> parse_json(std::string_view text, const load_optio
   return std::move(builder.result());
 }
 
-snapshot native_from_json(const nlohmann::json& doc, const load_options& opts, std::vector<problem>& problems) {
-  return native_reader(problems).read(doc, opts);
+void native_from_json(const nlohmann::json& doc, decoded_input& out, std::vector<problem>& problems) {
+  native_reader(problems).read(doc, out);
 }
 
 std::optional<host_port> parse_endpoint_address(std::string_view text, std::string* why) {
@@ -617,16 +725,19 @@ std::optional<host_port> parse_endpoint_address(std::string_view text, std::stri
   if (!parsed) return fail("the port must be between 1 and 65535, inclusive");
 
   host_port result{parsed->ip.unmapped(), parsed->port};
-  // Kubernetes ValidateNonSpecialIP: never dial "any" or a group address.
-  if (result.ip.is_unspecified())
-    return fail(result.ip.v6 ? "may not be unspecified (::)" : "may not be unspecified (0.0.0.0)");
-  if (result.ip.is_multicast())
-    return fail(result.ip.v6 ? "may not be in the multicast range (ff00::/8)"
-                             : "may not be in the multicast range (224.0.0.0/4)");
-  if (!result.ip.v6 && result.ip.bytes[0] == 255 && result.ip.bytes[1] == 255 && result.ip.bytes[2] == 255 &&
-      result.ip.bytes[3] == 255)
-    return fail("may not be the broadcast address (255.255.255.255)");
+  if (auto special = special_ip_error(result.ip); !special.empty()) return fail(special);
   return result;
+}
+
+std::string special_ip_error(const ip_address& address) {
+  // Kubernetes ValidateNonSpecialIP: never dial "any" or a group address.
+  const ip_address ip = address.unmapped();
+  if (ip.is_unspecified()) return ip.v6 ? "may not be unspecified (::)" : "may not be unspecified (0.0.0.0)";
+  if (ip.is_multicast())
+    return ip.v6 ? "may not be in the multicast range (ff00::/8)" : "may not be in the multicast range (224.0.0.0/4)";
+  if (!ip.v6 && ip.bytes[0] == 255 && ip.bytes[1] == 255 && ip.bytes[2] == 255 && ip.bytes[3] == 255)
+    return "may not be the broadcast address (255.255.255.255)";
+  return "";
 }
 
 }  // namespace detail
@@ -635,8 +746,9 @@ snapshot load_native_json(std::string_view text, const load_options& opts, const
   std::vector<problem> problems;
   snapshot snap;
   if (auto doc = detail::parse_json(text, opts, problems)) {
-    snap = detail::native_from_json(*doc, opts, problems);
-    detail::check_and_allocate(snap, problems);
+    std::vector<detail::decoded_input> inputs(1);
+    detail::native_from_json(*doc, inputs[0], problems);
+    snap = detail::assemble(std::move(inputs), opts, problems);
   }
   if (!problems.empty()) throw config_error(source, std::move(problems));
   snap.source = source;

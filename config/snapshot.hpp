@@ -49,6 +49,9 @@ struct service_port {
   int node_port = 0;                 ///< the port bound on the node; never 0 after load
   bool node_port_allocated = false;  ///< true when the loader chose node_port (none was given)
   std::vector<endpoint> endpoints;   ///< every endpoint as given, deduplicated by address
+  /// Problem path of this port as the user wrote it ("services[0].ports[1]",
+  /// "Service ops/admin-ui: spec.ports[1]"); empty: derived from its position. Informational.
+  std::string origin;
 };
 
 struct service {
@@ -59,6 +62,18 @@ struct service {
   int affinity_timeout_seconds = 10800;  ///< sessionAffinityConfig.clientIP.timeoutSeconds
   traffic_policy external_traffic_policy = traffic_policy::cluster;
   bool ad_hoc = false;  ///< from --forward: the nodePort range does not apply
+  /// spec.healthCheckNodePort (type LoadBalancer + externalTrafficPolicy Local only): a TCP port,
+  /// from the nodePort range, where kube-proxy's /healthz JSON is served; 0 = none.
+  int health_check_node_port = 0;
+  bool health_check_node_port_allocated = false;  ///< true when the loader chose it (none was given)
+  /// spec.publishNotReadyAddresses. Already applied by the loader (every endpoint of such a Service
+  /// is marked ready, as the EndpointSlice controller does); proxy/ needs no special case.
+  bool publish_not_ready_addresses = false;
+  /// Where the Service was written, for problems found after loading: "services[2]" (native),
+  /// "Service ops/admin-ui" or "items[3] (Service ops/admin-ui)" (Kubernetes), prefixed with
+  /// "FILE: " when several files were loaded. Empty: "services[<index>]". Informational.
+  std::string origin;
+  bool kubernetes_object = false;  ///< from a Kubernetes Service: fields live under spec./metadata.
   /// "namespace/name"
   std::string id() const { return ns + "/" + name; }
 };
@@ -67,6 +82,9 @@ struct snapshot {
   port_range range;               ///< the nodePort range the snapshot was validated against
   std::vector<service> services;  ///< in file order
   std::string source;             ///< where it came from (path, "--forward"), for logs
+  /// What the loader skipped or decided on the user's behalf, one line each, for debug logs:
+  /// "ops/admin-ui: skipped: type ClusterIP has no nodePorts".
+  std::vector<std::string> notes;
 };
 using snapshot_ptr = std::shared_ptr<const snapshot>;
 

@@ -14,8 +14,10 @@ namespace {
 
 struct port_ref {
   std::size_t svc;   ///< index into snapshot::services
-  std::size_t port;  ///< index into service::ports
+  std::size_t port;  ///< index into service::ports, or health_check for spec.healthCheckNodePort
 };
+// port_ref::port of a Service's healthCheckNodePort.
+constexpr std::size_t health_check = static_cast<std::size_t>(-1);
 
 std::string lower(std::string_view s) {
   std::string out(s);
@@ -23,17 +25,33 @@ std::string lower(std::string_view s) {
   return out;
 }
 
-// Where a port came from, as the user wrote it: a JSON path, or the --forward flag.
+// Where a Service came from: its origin, else its position in the snapshot.
+std::string service_path(const snapshot& snap, std::size_t i) {
+  const service& svc = snap.services[i];
+  return svc.origin.empty() ? "services[" + std::to_string(i) + "]" : svc.origin;
+}
+
+// Where a port came from, as the user wrote it: a JSON path ("services[0].ports[1].nodePort"),
+// a Kubernetes object ("Service ops/admin-ui: spec.ports[1].nodePort"), or the --forward flag.
 std::string port_path(const snapshot& snap, port_ref r, std::string_view field) {
   const service& svc = snap.services[r.svc];
+  if (r.port == health_check) return service_path(snap, r.svc) + ": spec.healthCheckNodePort";
   const service_port& port = svc.ports[r.port];
   if (svc.ad_hoc) return "--forward " + lower(to_string(port.proto)) + ":" + std::to_string(port.node_port);
-  return "services[" + std::to_string(r.svc) + "].ports[" + std::to_string(r.port) + "]." + std::string(field);
+  if (!port.origin.empty()) return port.origin + "." + std::string(field);
+  return service_path(snap, r.svc) + ".ports[" + std::to_string(r.port) + "]." + std::string(field);
+}
+
+// The number a port_ref holds.
+int number_of(const snapshot& snap, port_ref r) {
+  const service& svc = snap.services[r.svc];
+  return r.port == health_check ? svc.health_check_node_port : svc.ports[r.port].node_port;
 }
 
 // Who already holds a number, for "provided port is already allocated (by ...)".
 std::string holder(const snapshot& snap, port_ref r) {
   const service& svc = snap.services[r.svc];
+  if (r.port == health_check) return svc.id() + " healthCheckNodePort";
   const service_port& port = svc.ports[r.port];
   if (svc.ad_hoc) return "--forward " + lower(to_string(port.proto)) + ":" + std::to_string(port.node_port);
   const std::string which = port.name.empty() ? std::to_string(port.port) : port.name;
@@ -76,6 +94,8 @@ std::optional<int> pick_in_band(int lo, int hi, const std::vector<bool>& taken, 
 // --forward listeners are not apiserver allocations, so for them only the kernel's rule applies:
 // one listener per (protocol, number); "--forward tcp:53=... --forward udp:53=..." is fine.
 bool may_share(const snapshot& snap, port_ref a, port_ref b) {
+  // A healthCheckNodePort is an allocation of its own (kube-apiserver allocHealthCheckNodePort).
+  if (a.port == health_check || b.port == health_check) return false;
   const auto& sa = snap.services[a.svc];
   const auto& sb = snap.services[b.svc];
   const auto& pa = sa.ports[a.port];
@@ -90,28 +110,29 @@ void check_and_allocate(snapshot& snap, std::vector<problem>& problems) {
   const port_range range = snap.range;
   std::map<int, std::vector<port_ref>> holders;  // nodePort -> ports bound to it
 
-  // 1. Given nodePorts, in file order, before any allocation, so allocation never steals one.
+  // 1. Given nodePorts (and healthCheckNodePorts), in file order, before any allocation, so
+  // allocation never steals one.
   for (std::size_t i = 0; i < snap.services.size(); ++i) {
     const service& svc = snap.services[i];
-    for (std::size_t j = 0; j < svc.ports.size(); ++j) {
-      const service_port& port = svc.ports[j];
-      if (port.node_port == 0) continue;
-      const port_ref ref{i, j};
-      const std::string value = std::to_string(port.node_port);
-      if (port.node_port < 1 || port.node_port > 65535) {
+    for (std::size_t j = 0; j <= svc.ports.size(); ++j) {
+      const port_ref ref{i, j == svc.ports.size() ? health_check : j};
+      const int number = number_of(snap, ref);
+      if (number == 0 || number == allocate_health_check_port) continue;
+      const std::string value = std::to_string(number);
+      if (number < 1 || number > 65535) {
         problems.push_back({port_path(snap, ref, "nodePort"),
                             "Invalid value: " + value + ": must be between 1 and 65535, inclusive"});
         continue;
       }
       // --forward listeners are the operator's explicit choice, outside any apiserver range.
-      if (!svc.ad_hoc && !range.contains(port.node_port)) {
+      if (!svc.ad_hoc && !range.contains(number)) {
         problems.push_back({port_path(snap, ref, "nodePort"),
                             "Invalid value: " + value +
                                 ": provided port is not in the valid range. The range of valid ports is " +
                                 range.str()});
         continue;
       }
-      auto& held = holders[port.node_port];
+      auto& held = holders[number];
       auto conflict = std::find_if(held.begin(), held.end(), [&](port_ref h) { return !may_share(snap, h, ref); });
       if (conflict != held.end()) {
         problems.push_back({port_path(snap, ref, "nodePort"),
@@ -129,7 +150,9 @@ void check_and_allocate(snapshot& snap, std::vector<problem>& problems) {
     const service& svc = snap.services[i];
     if (svc.name.empty()) continue;  // already reported by the loader
     if (!ids.emplace(svc.id(), i).second)
-      problems.push_back({svc.ad_hoc ? "--forward" : "services[" + std::to_string(i) + "].name",
+      problems.push_back({svc.ad_hoc               ? "--forward"
+                          : svc.kubernetes_object ? service_path(snap, i) + ": metadata.name"
+                                                  : service_path(snap, i) + ".name",
                           "Duplicate value: " + quote(svc.id())});
   }
 
@@ -173,6 +196,19 @@ void check_and_allocate(snapshot& snap, std::vector<problem>& problems) {
         }
         port.node_port = *n;
         port.node_port_allocated = true;
+        take(*n);
+      }
+      if (svc.health_check_node_port == allocate_health_check_port) {
+        const auto h = stable_hash(svc.id() + "/healthCheckNodePort");
+        auto n = pick_in_band(range.first + offset, range.last, taken, range.first, h);
+        if (!n) n = pick_in_band(range.first, range.first + offset - 1, taken, range.first, h);
+        if (!n) {
+          problems.push_back({port_path(snap, {i, health_check}, "nodePort"),
+                              "Internal error: failed to allocate a nodePort: range is full"});
+          continue;
+        }
+        svc.health_check_node_port = *n;
+        svc.health_check_node_port_allocated = true;
         take(*n);
       }
     }

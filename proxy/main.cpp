@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <thread>
 
@@ -39,7 +40,7 @@ std::chrono::milliseconds duration_of(const std::string& s) { return *config::pa
 
 /// Flags shared by run and demo.
 struct run_flags {
-  std::string endpoints_file;
+  std::vector<std::string> endpoints_files;
   std::vector<std::string> forwards;
   unsigned workers = 0;
   std::string nodeport_addresses;
@@ -58,7 +59,9 @@ struct run_flags {
 
 void add_run_flags(CLI::App& cmd, run_flags& f) {
   static const duration_validator is_duration;
-  cmd.add_option("--endpoints-file", f.endpoints_file, "Native JSON endpoint file (SIGHUP re-reads it)")
+  cmd.add_option("--endpoints-file", f.endpoints_files,
+                 "Endpoint file: native JSON, or Kubernetes Service/EndpointSlice objects (JSON or YAML, kubectl "
+                 "List output); repeatable, files are merged; re-read on SIGHUP and when they change")
       ->check(CLI::ExistingFile);
   cmd.add_option("--forward", f.forwards,
                  "Ad-hoc forwarding without a file: [tcp:|udp:]LISTEN=HOST:PORT[,HOST:PORT...] (repeatable; no prefix: TCP and UDP)");
@@ -149,20 +152,22 @@ void log_problems(const config::config_error& e) {
   for (const auto& p : e.problems()) spdlog::error("{}: {}", e.source(), p.str());
 }
 
-/// Loads everything `run` serves: the endpoint file and/or --forward entries, validated together.
+/// Loads everything `run` serves: the endpoint files and/or --forward entries, validated together.
 config::snapshot load_all(const run_flags& f, const config::load_options& opts) {
   config::snapshot snap;
-  if (!f.endpoints_file.empty()) snap = config::load_file(f.endpoints_file, opts);
+  std::vector<std::filesystem::path> paths(f.endpoints_files.begin(), f.endpoints_files.end());
+  if (!paths.empty()) snap = config::load_files(paths, opts);
   if (!f.forwards.empty()) {
     for (const auto& spec : f.forwards) snap.services.push_back(config::parse_forward(spec));
-    snap.source = f.endpoints_file.empty() ? "--forward" : snap.source + " + --forward";
+    snap.source = paths.empty() ? "--forward" : snap.source + " + --forward";
     config::validate_and_allocate(snap);
   }
+  for (const auto& note : snap.notes) spdlog::debug("{}: {}", snap.source, note);
   return snap;
 }
 
 int cmd_run(const run_flags& f) {
-  if (f.endpoints_file.empty() && f.forwards.empty()) {
+  if (f.endpoints_files.empty() && f.forwards.empty()) {
     std::cerr << "run: give --endpoints-file FILE or at least one --forward\n";
     return exit_usage;
   }
@@ -196,7 +201,7 @@ int cmd_run(const run_flags& f) {
   }
 }
 
-int cmd_validate(const std::string& file, const std::string& range) {
+int cmd_validate(const std::vector<std::string>& files, const std::string& range) {
   config::load_options opts;
   if (!range.empty()) {
     config::port_range r;
@@ -207,11 +212,15 @@ int cmd_validate(const std::string& file, const std::string& range) {
     }
     opts.range_override = r;
   }
+  std::vector<std::filesystem::path> paths(files.begin(), files.end());
+  std::string file = files.size() == 1 ? files[0] : "input";
   try {
-    auto snap = config::load_file(file, opts);
+    auto snap = config::load_files(paths, opts);
+    file = snap.source;
     std::size_t ports = 0;
     for (auto& svc : snap.services) ports += svc.ports.size();
     std::cout << file << ": OK (" << snap.services.size() << " services, " << ports << " ports)\n";
+    for (auto& note : snap.notes) std::cout << "  note: " << note << "\n";
     for (auto& svc : snap.services)
       for (auto& p : svc.ports)
         if (p.node_port_allocated)
@@ -242,9 +251,10 @@ int main(int argc, char** argv) {
   auto* run = app.add_subcommand("run", "Serve nodePorts from an endpoint file or --forward entries");
   add_run_flags(*run, rf);
 
-  std::string validate_file, validate_range;
-  auto* validate = app.add_subcommand("validate", "Check an endpoint file and print every problem");
-  validate->add_option("file", validate_file, "Endpoint file")->required();
+  std::vector<std::string> validate_files;
+  std::string validate_range;
+  auto* validate = app.add_subcommand("validate", "Check endpoint files (validated together) and print every problem");
+  validate->add_option("files", validate_files, "Endpoint files (native JSON, Kubernetes JSON/YAML)")->required();
   validate->add_option("--service-node-port-range", validate_range, "Range of valid nodePorts, N1-N2");
 
   bool version_json = false;
@@ -283,12 +293,12 @@ int main(int argc, char** argv) {
       std::cout << "nodeport-proxy " << NPP_VERSION << "\n";
     return exit_ok;
   }
-  if (*validate) return cmd_validate(validate_file, validate_range);
+  if (*validate) return cmd_validate(validate_files, validate_range);
   if (*run) return cmd_run(rf);
   if (*demo) {
     try {
       if (df.nodeport_addresses.empty()) df.nodeport_addresses = "127.0.0.0/8";
-      if (df.endpoints_file.empty() && df.forwards.empty()) df.endpoints_file = proxy::default_demo_file();
+      if (df.endpoints_files.empty() && df.forwards.empty()) df.endpoints_files.push_back(proxy::default_demo_file());
       auto s = to_settings(df);
       auto opts = load_opts(df);
       config::snapshot snap = load_all(df, opts);

@@ -2,7 +2,11 @@
 // Helpers shared by the config/ unit tests.
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -27,6 +31,43 @@ std::vector<std::string> problems_of(F&& call) {
     return out;
   }
   return {};
+}
+
+/// Loads text of any format (JSON or YAML, native or Kubernetes) as "test.yaml".
+inline snapshot load_any(std::string_view text, const load_options& opts = {}) {
+  return load_text(text, opts, "test.yaml");
+}
+
+/// problems_of(load_any(text, opts)).
+inline std::vector<std::string> any_problems(std::string_view text, const load_options& opts = {}) {
+  return problems_of([&] { load_any(text, opts); });
+}
+
+/// A per-test scratch directory, removed with everything in it when the test ends.
+class scratch_dir {
+ public:
+  explicit scratch_dir(std::string_view tag)
+      : path_(std::filesystem::temp_directory_path() /
+              ("npp-config-" + std::string(tag) + "-" + std::to_string(::getpid()))) {
+    std::filesystem::create_directories(path_);
+  }
+  ~scratch_dir() {
+    std::error_code ignored_ec;
+    std::filesystem::remove_all(path_, ignored_ec);
+  }
+  std::filesystem::path write(const std::string& name, std::string_view content) const {
+    auto p = path_ / name;
+    std::ofstream(p, std::ios::binary) << content;
+    return p;
+  }
+
+ private:
+  std::filesystem::path path_;
+};
+
+/// The fixture directory tests/config/fixtures.
+inline std::filesystem::path fixture(const std::string& name) {
+  return std::filesystem::path(NPP_SOURCE_DIR) / "tests/config/fixtures" / name;
 }
 
 /// problems_of(load(text, opts)).

@@ -1,5 +1,10 @@
 #!/usr/bin/python3
-"""Validates every examples/**/*.json against config/nodeport-proxy.schema.json (draft-07).
+"""Validates every native-format examples/**/*.json against config/nodeport-proxy.schema.json (draft-07).
+
+Native-format files are JSON objects without a top-level "kind" or "apiVersion"; Kubernetes objects
+(Service, EndpointSlice, List, ...) in examples/ are not this schema's business and are skipped
+(`nodeport-proxy validate` checks them). Every native file must name the schema by its relative
+path in "$schema" ("../config/..." in examples/, "../../config/..." one level down).
 
 Usage: validate_examples.py PROJECT_ROOT
 Exits 0 when every example validates, 1 listing each failure otherwise. Before trusting that,
@@ -7,6 +12,7 @@ it checks itself: the schema must be a valid draft-07 schema, and deliberately w
 must fail, so a schema that accepts everything cannot make this test pass vacuously.
 """
 import json
+import os
 import pathlib
 import sys
 
@@ -39,10 +45,20 @@ MUST_FAIL = {
     "unknown endpoint field": {
         "services": [{"name": "a", "ports": [{"port": 80, "endpoints": [{"address": "10.0.0.1:80", "zone": "a"}]}]}]
     },
+    "backend port without name or port": {"backends": [{"service": "a", "ports": [{"endpoints": ["10.0.0.1:80"]}]}]},
+    "backend with a nodePort": {
+        "backends": [{"service": "a", "ports": [{"port": 80, "nodePort": 30080, "endpoints": []}]}]
+    },
+    "backend without service": {"backends": [{"ports": [{"port": 80, "endpoints": []}]}]},
 }
 
 MUST_PASS = {
     "minimal": {"services": []},
+    "backends only": {
+        "backends": [{"namespace": "default", "service": "my-nodeport-service",
+                      "ports": [{"port": 80, "endpoints": ["127.0.0.1:8080"]},
+                                {"name": "metrics", "protocol": "TCP", "endpoints": [{"address": "[::1]:9100"}]}]}]
+    },
     "everything": {
         "$schema": "../config/nodeport-proxy.schema.json",
         "nodePortRange": "30000-32767",
@@ -77,6 +93,7 @@ def main():
             failures.append(f"self-check: the schema rejects a valid document ({name}): {error}")
 
     examples = sorted((root / "examples").rglob("*.json"))
+    native = 0
     if not examples:
         failures.append("no examples/**/*.json found")
     for path in examples:
@@ -86,16 +103,23 @@ def main():
         except (OSError, ValueError) as e:
             failures.append(f"{rel}: not JSON: {e}")
             continue
-        if not isinstance(document, dict) or document.get("$schema") != "../config/nodeport-proxy.schema.json":
-            failures.append(f'{rel}: must start with "$schema": "../config/nodeport-proxy.schema.json"')
+        if isinstance(document, dict) and ("kind" in document or "apiVersion" in document):
+            continue  # a Kubernetes object or List, not the native format
+        native += 1
+        expected = os.path.relpath(schema_path, path.parent)
+        if not isinstance(document, dict) or document.get("$schema") != expected:
+            failures.append(f'{rel}: must start with "$schema": "{expected}"')
         for error in errors_of(validator, document):
             failures.append(f"{rel}: {error}")
+    if examples and not native:
+        failures.append("no native-format example found")
 
     if failures:
         print("\n".join(failures))
         print(f"FAIL: {len(failures)} problem(s)")
         return 1
-    print(f"OK: {len(examples)} example(s) match {schema_path.relative_to(root)}")
+    print(f"OK: {native} native example(s) match {schema_path.relative_to(root)} "
+          f"({len(examples) - native} Kubernetes example(s) skipped)")
     return 0
 
 

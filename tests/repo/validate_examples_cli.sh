@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
 # Every example the README points users at must pass `nodeport-proxy validate`.
+# A "backends" file (NAME-endpoints.json) supplies endpoints for a manifest and is validated
+# together with its NAME-service.yaml, the way examples/README.md tells users to run it.
 # usage: validate_examples_cli.sh BINARY PROJECT_DIR
 set -uo pipefail
 bin=$1 root=$2 fail=0 n=0
 while IFS= read -r -d '' f; do
   n=$((n + 1))
-  if out=$("$bin" validate "$f" 2>&1); then
-    echo "ok: $out"
-  else
-    echo "FAIL: $f"; echo "$out"; fail=1
+  args=("$f")
+  if [[ $f == *-endpoints.json ]]; then
+    svc=${f%-endpoints.json}-service.yaml
+    [[ -f $svc ]] || { echo "FAIL: $f has no $svc to pair with"; fail=1; continue; }
+    args=("$svc" "$f")
   fi
-done < <(find "$root/examples" -name '*.json' -print0 | sort -z)
+  if out=$("$bin" validate "${args[@]}" 2>&1); then
+    echo "ok: ${out%%$'\n'*}"
+  else
+    echo "FAIL: ${args[*]}"; echo "$out"; fail=1
+  fi
+done < <(find "$root/examples" \( -name '*.json' -o -name '*.yaml' \) -print0 | sort -z)
 ((n > 0)) || { echo "FAIL: no examples found"; exit 1; }
 exit $fail
