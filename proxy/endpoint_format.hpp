@@ -20,6 +20,20 @@ inline boost::asio::ip::address unmapped(const boost::asio::ip::address& a) {
   return a;
 }
 
+/// An Asio address as a config address (IPv4-mapped IPv6 becomes IPv4).
+inline config::ip_address from_asio(const boost::asio::ip::address& in) {
+  auto a = unmapped(in);
+  config::ip_address out;
+  if (a.is_v4()) {
+    auto b = a.to_v4().to_bytes();
+    std::copy(b.begin(), b.end(), out.bytes.begin());
+  } else {
+    out.v6 = true;
+    out.bytes = a.to_v6().to_bytes();
+  }
+  return out;
+}
+
 /// "a.b.c.d:P" or "[v6]:P", IPv4-mapped shown as IPv4.
 template <class Endpoint>
 std::string format_endpoint(const Endpoint& ep) {

@@ -194,7 +194,8 @@ int cmd_run(const run_flags& f) {
       spdlog::error("could not bind {} port(s); exiting", r.errors.size());
       return exit_error;
     }
-    return srv.run([&] { return std::make_shared<const config::snapshot>(load_all(f, opts)); });
+    std::vector<std::filesystem::path> watch(f.endpoints_files.begin(), f.endpoints_files.end());
+    return srv.run([&] { return std::make_shared<const config::snapshot>(load_all(f, opts)); }, watch);
   } catch (const std::exception& e) {
     spdlog::error("{}", e.what());
     return exit_error;

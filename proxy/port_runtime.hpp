@@ -11,12 +11,20 @@
 #include <vector>
 
 #include "config/snapshot.hpp"
+#include "proxy/affinity.hpp"
 #include "proxy/stats.hpp"
 
 namespace npp::proxy {
 
 struct port_runtime {
+  /// What the port does: forward to endpoints, or answer a load balancer's health check
+  /// (healthCheckNodePort of an externalTrafficPolicy: Local Service).
+  enum class role : std::uint8_t { forward, health_check };
+
+  role what = role::forward;
   std::string service_id;        ///< "namespace/name"
+  std::string service_namespace; ///< for the health-check body
+  std::string service_name;
   std::string port_name;         ///< Service port name
   config::protocol proto{};      ///< TCP or UDP
   int node_port = 0;             ///< the bound port
@@ -28,10 +36,29 @@ struct port_runtime {
   /// attempt failed. Written only on the connect path (rare), read by the status page.
   std::unique_ptr<std::atomic<std::uint64_t>[]> endpoint_failures;
   std::unique_ptr<std::atomic<bool>[]> endpoint_failing;
+  /// sessionAffinity: ClientIP (null for None). Shared by all workers.
+  std::shared_ptr<affinity_table> affinity;
+  /// externalTrafficPolicy: Local with no local endpoint: traffic is dropped (no reset, no ICMP),
+  /// as kube-proxy does, instead of refused.
+  bool drop_when_empty = false;
+  /// role::health_check: ready endpoints on this node (the body's localEndpoints).
+  std::size_t local_endpoints = 0;
 
-  /// Index of the endpoint for a new connection (round-robin over all workers). Requires
-  /// !endpoints.empty().
-  std::size_t pick() const { return next.fetch_add(1, std::memory_order_relaxed) % endpoints.size(); }
+  /// Index of the endpoint for a new connection or UDP session from `client`: the affinity
+  /// record if there is a fresh one, else round-robin over all workers. Requires !endpoints.empty().
+  std::size_t pick(const config::ip_address& client) const {
+    if (affinity) {
+      if (auto pinned = affinity->lookup(client, std::chrono::steady_clock::now())) {
+        for (std::size_t i = 0; i < endpoint_addrs.size(); ++i)
+          if (endpoint_addrs[i] == *pinned) return i;
+      }
+    }
+    return next.fetch_add(1, std::memory_order_relaxed) % endpoints.size();
+  }
+  /// Pins `client` to endpoint i (ClientIP affinity only).
+  void pin(const config::ip_address& client, std::size_t i) const {
+    if (affinity) affinity->record(client, endpoint_addrs[i], std::chrono::steady_clock::now());
+  }
 };
 
 }  // namespace npp::proxy

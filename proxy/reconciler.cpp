@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "proxy/endpoint_format.hpp"
 #include "proxy/worker.hpp"
@@ -17,23 +18,32 @@ std::shared_ptr<const port_runtime> reconciler::runtime_for(const config::servic
   auto usable = config::usable_endpoints(svc, sp, node_name_);
   const port_id id{sp.proto, sp.node_port};
   const std::string stats_key = svc.id() + "/" + sp.name + "/" + std::string(config::to_string(sp.proto));
+  const bool client_ip = svc.affinity == config::session_affinity::client_ip;
+  const auto timeout = std::chrono::seconds(svc.affinity_timeout_seconds);
+  const bool drop = svc.external_traffic_policy == config::traffic_policy::local;
 
-  // Same service port and the same endpoint set: keep the object, and with it the round-robin
-  // position (state survives unrelated changes).
+  // Same service port, same endpoint set, same affinity: keep the object, and with it the
+  // round-robin position and the affinity records (state survives unrelated changes).
+  std::shared_ptr<affinity_table> old_affinity;
   if (auto it = ports_.find(id); it != ports_.end()) {
     const auto& old = *it->second;
-    if (old.service_id == svc.id() && old.port_name == sp.name) {
+    if (old.what == port_runtime::role::forward && old.service_id == svc.id() && old.port_name == sp.name) {
+      const bool same_affinity = client_ip ? (old.affinity && old.affinity->timeout() == timeout) : !old.affinity;
+      if (same_affinity) old_affinity = old.affinity;
       auto a = old.endpoint_addrs, b = usable;
       std::sort(a.begin(), a.end());
       std::sort(b.begin(), b.end());
-      if (a == b) return it->second;
+      if (a == b && same_affinity && old.drop_when_empty == drop) return it->second;
     }
   }
   auto rt = std::make_shared<port_runtime>();
   rt->service_id = svc.id();
+  rt->service_namespace = svc.ns;
+  rt->service_name = svc.name;
   rt->port_name = sp.name;
   rt->proto = sp.proto;
   rt->node_port = sp.node_port;
+  rt->drop_when_empty = drop;
   // A changed set is reshuffled and the index starts over (kube-proxy's userspace LoadBalancerRR),
   // so every node does not send its first connection to the same pod.
   std::shuffle(usable.begin(), usable.end(), rng_);
@@ -41,7 +51,45 @@ std::shared_ptr<const port_runtime> reconciler::runtime_for(const config::servic
   for (auto& ep : usable) rt->endpoints.emplace_back(to_asio(ep.ip), ep.port);
   rt->endpoint_failures = std::make_unique<std::atomic<std::uint64_t>[]>(usable.size());
   rt->endpoint_failing = std::make_unique<std::atomic<bool>[]>(usable.size());
+  if (client_ip) {
+    // Records of endpoints that left are dropped; the rest carry over (ClientIP <-> None starts fresh).
+    rt->affinity = old_affinity ? std::make_shared<affinity_table>(*old_affinity, usable)
+                                : std::make_shared<affinity_table>(timeout);
+  }
   auto& stats = stats_[stats_key];
+  if (!stats) stats = std::make_shared<port_stats>(static_cast<unsigned>(workers_.size()));
+  rt->stats = stats;
+  return rt;
+}
+
+std::shared_ptr<const port_runtime> reconciler::health_check_runtime(const config::service& svc) {
+  // kube-proxy's localEndpoints: endpoints on this node that are ready (a node with only
+  // terminating endpoints reports 503, so load balancers stop sending new traffic to it).
+  std::size_t local = 0;
+  std::set<config::host_port> seen;
+  for (const auto& sp : svc.ports)
+    for (const auto& ep : sp.endpoints)
+      if (ep.ready && ep.node_name == node_name_ && seen.insert(ep.address).second) ++local;
+  // Counted per pod address, not per port, as kube-proxy counts endpoints of the service.
+  std::set<config::ip_address> pods;
+  for (const auto& a : seen) pods.insert(a.ip);
+  local = pods.size();
+  const port_id id{config::protocol::tcp, svc.health_check_node_port};
+  if (auto it = ports_.find(id); it != ports_.end()) {
+    const auto& old = *it->second;
+    if (old.what == port_runtime::role::health_check && old.service_id == svc.id() && old.local_endpoints == local)
+      return it->second;
+  }
+  auto rt = std::make_shared<port_runtime>();
+  rt->what = port_runtime::role::health_check;
+  rt->service_id = svc.id();
+  rt->service_namespace = svc.ns;
+  rt->service_name = svc.name;
+  rt->port_name = "healthCheckNodePort";
+  rt->proto = config::protocol::tcp;
+  rt->node_port = svc.health_check_node_port;
+  rt->local_endpoints = local;
+  auto& stats = stats_[svc.id() + "/healthCheckNodePort/TCP"];
   if (!stats) stats = std::make_shared<port_stats>(static_cast<unsigned>(workers_.size()));
   rt->stats = stats;
   return rt;
@@ -57,6 +105,10 @@ apply_result reconciler::apply(const config::snapshot& snap) {
       const port_id id{sp.proto, sp.node_port};
       next_ports[id] = runtime_for(svc, sp);
       live_stats.insert(svc.id() + "/" + sp.name + "/" + std::string(config::to_string(sp.proto)));
+    }
+    if (svc.health_check_node_port > 0) {
+      next_ports[{config::protocol::tcp, svc.health_check_node_port}] = health_check_runtime(svc);
+      live_stats.insert(svc.id() + "/healthCheckNodePort/TCP");
     }
   }
   std::erase_if(stats_, [&](const auto& kv) { return !live_stats.count(kv.first); });
@@ -90,6 +142,34 @@ apply_result reconciler::apply(const config::snapshot& snap) {
   }
   holders_ = std::move(next_holders);  // the rest close here: removed ports are released
 
+  // externalTrafficPolicy: Local without a local endpoint: drop, as kube-proxy does. A holder
+  // that listens with a zero backlog and is never accepted from makes the kernel drop SYNs once
+  // its queue is full (the client retries and times out) instead of answering with a reset.
+  std::set<listener_key> next_dropping;
+  for (auto& [key, fd] : holders_) {
+    const auto& rt = next_ports.at({key.proto, key.port});
+    const bool drop = rt->what == port_runtime::role::forward && rt->endpoints.empty() && rt->drop_when_empty;
+    const bool was = dropping_.count(key) > 0;
+    if (drop && !was) {
+      if (::listen(fd.get(), 0) != 0) {
+        spdlog::warn("{}: cannot drop traffic (listen: {}); refusing instead", key.str(), std::strerror(errno));
+        continue;
+      }
+    } else if (!drop && was) {
+      // A listening socket cannot stop listening without losing its port: swap in a fresh holder.
+      std::string error;
+      auto fresh = open_bound_socket(key.addr, key.port, key.proto, 0, &error);
+      if (!fresh) {
+        spdlog::warn("{}: {}", key.str(), error);
+        next_dropping.insert(key);
+        continue;
+      }
+      fd = std::move(fresh);
+    }
+    if (drop) next_dropping.insert(key);
+  }
+  dropping_ = std::move(next_dropping);
+
   // Listeners: per worker, every key that has endpoints; new keys get fresh sockets.
   std::vector<std::vector<listener_assignment>> plan(workers_.size());
   std::set<listener_key> next_listening;
@@ -97,11 +177,18 @@ apply_result reconciler::apply(const config::snapshot& snap) {
     for (const auto& addr : addrs_) {
       listener_key key{addr, id.second, id.first};
       if (failed.count(key)) continue;
-      if (rt->endpoints.empty()) {
+      // Health checks always answer; UDP with Local and no local endpoint is bound to drop
+      // datagrams (unbound would mean ICMP unreachable: a reject).
+      const bool serve = !rt->endpoints.empty() || rt->what == port_runtime::role::health_check ||
+                         (rt->drop_when_empty && id.first == config::protocol::udp);
+      if (!serve) {
         ++result.refusing;
         continue;
       }
-      if (listening_.count(key)) {
+      // A port that changes role (forward <-> health check) needs a listener of the other kind.
+      auto old = ports_.find(id);
+      const bool same_role = old != ports_.end() && old->second->what == rt->what;
+      if (listening_.count(key) && same_role) {
         for (auto& p : plan) p.push_back({key, rt, -1});
       } else {
         std::vector<unique_fd> fds;
@@ -186,6 +273,7 @@ void reconciler::fill(status_report& report) const {
 
 void reconciler::release_all() {
   holders_.clear();
+  dropping_.clear();
   listening_.clear();
 }
 

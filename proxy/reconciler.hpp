@@ -52,6 +52,7 @@ class reconciler {
   using port_id = std::pair<config::protocol, int>;  ///< (protocol, nodePort)
 
   std::shared_ptr<const port_runtime> runtime_for(const config::service& svc, const config::service_port& sp);
+  std::shared_ptr<const port_runtime> health_check_runtime(const config::service& svc);
 
   const settings& cfg_;
   std::vector<bind_address> addrs_;    ///< where nodePorts are bound
@@ -59,6 +60,7 @@ class reconciler {
   std::vector<std::unique_ptr<worker>>& workers_;
   std::map<listener_key, unique_fd> holders_;           ///< bound, not listening: one per key
   std::set<listener_key> listening_;                   ///< keys whose workers have listeners
+  std::set<listener_key> dropping_;                    ///< holders listening unaccepted (Local, no endpoint)
   std::map<port_id, std::shared_ptr<const port_runtime>> ports_;       ///< current port configs
   std::map<std::string, std::shared_ptr<port_stats>> stats_;           ///< by "ns/name/port/proto"
   std::shared_ptr<const config::snapshot> snapshot_;  ///< last applied (for status)

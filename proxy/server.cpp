@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "config/problem.hpp"
+#include "proxy/file_watch.hpp"
 #include "proxy/worker.hpp"
 
 namespace npp::proxy {
@@ -144,10 +145,19 @@ apply_result server::apply(const config::snapshot& snap) {
   return r;
 }
 
-int server::run(reload_fn reload) {
+int server::run(reload_fn reload, std::vector<std::filesystem::path> watch) {
   auto& s = *impl_;
   s.wait_signal(reload);
+  std::unique_ptr<file_watch> watcher;
+  if (!watch.empty()) {
+    watcher = std::make_unique<file_watch>(s.control, watch, [&s, &reload] {
+      if (s.draining) return;
+      spdlog::info("input files changed: reloading configuration");
+      s.reload_now(reload);
+    });
+  }
   s.control.run();
+  watcher.reset();
   if (s.joiner.joinable()) s.joiner.join();
   spdlog::info("shutdown complete");
   return 0;

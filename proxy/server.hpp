@@ -1,6 +1,7 @@
 #pragma once
 // The data plane as main() sees it: workers, the reconciler and the control loop (signals,
 // reloads, drain). No Asio in this header, so main.cpp and tests stay light to compile.
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <string>
@@ -29,8 +30,9 @@ class server {
   /// and keeps the running configuration.
   using reload_fn = std::function<config::snapshot_ptr()>;
   /// Runs the control loop on the calling thread until a SIGTERM/SIGINT drain has finished.
+  /// `reload` runs on SIGHUP and, when `watch` is not empty, whenever one of those files changes.
   /// Returns the process exit code (0 after a clean drain).
-  int run(reload_fn reload);
+  int run(reload_fn reload, std::vector<std::filesystem::path> watch = {});
 
   /// Requests the same drain as SIGTERM (thread-safe; used by tests and the demo).
   void stop();

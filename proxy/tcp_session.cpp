@@ -65,7 +65,7 @@ void tcp_session::start() {
     finish(close_reason::no_endpoints, true, false);
     return;
   }
-  first_endpoint_ = port_->pick();
+  first_endpoint_ = port_->pick(from_asio(client_addr_.address()));
   try_connect();
 }
 
@@ -105,6 +105,7 @@ void tcp_session::on_connect(const error_code& ec) {
     return;
   }
   state_ = state::relaying;
+  port_->pin(from_asio(client_addr_.address()), endpoint_index_);  // a failed dial picked anew: remember the winner
   if (port_->endpoint_failing[endpoint_index_].load(std::memory_order_relaxed))
     port_->endpoint_failing[endpoint_index_].store(false, std::memory_order_relaxed);
   error_code ignored_ec;

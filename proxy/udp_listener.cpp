@@ -201,7 +201,16 @@ udp_listener::session_ptr udp_listener::create_session(const client_key& key, co
   }
   if (from.ss_family == AF_INET6 && s->local_kind == 4) s->local_kind = 0;  // an IPv6 socket needs IPV6_PKTINFO
   s->port = port_;
-  s->endpoint = port_->pick();
+  config::ip_address client_ip;
+  if (from.ss_family == AF_INET) {
+    std::memcpy(client_ip.bytes.data(), &reinterpret_cast<const sockaddr_in*>(&from)->sin_addr, 4);
+  } else {
+    client_ip.v6 = true;
+    std::memcpy(client_ip.bytes.data(), &reinterpret_cast<const sockaddr_in6*>(&from)->sin6_addr, 16);
+    client_ip = client_ip.unmapped();
+  }
+  s->endpoint = port_->pick(client_ip);
+  port_->pin(client_ip, s->endpoint);
   const auto& ep = port_->endpoints[s->endpoint];
   udp::endpoint target(ep.address(), ep.port());
   error_code ec;

@@ -5,6 +5,7 @@
 
 #include <boost/asio/post.hpp>
 
+#include "proxy/health_check_listener.hpp"
 #include "proxy/tcp_listener.hpp"
 #include "proxy/udp_listener.hpp"
 
@@ -61,14 +62,21 @@ void worker::apply(std::vector<listener_assignment> want) {
   std::map<listener_key, std::shared_ptr<listener>> next;
   for (auto& a : want) {
     auto it = listeners_.find(a.key);
+    if (it != listeners_.end() && a.fd >= 0) {
+      // A fresh socket for a key we serve: the port changed role; the old listener goes.
+      it->second->close();
+      listeners_.erase(it);
+      it = listeners_.end();
+    }
     if (it != listeners_.end()) {
       it->second->update(std::move(a.port));
       next.emplace(a.key, std::move(it->second));
       listeners_.erase(it);
-      if (a.fd >= 0) ::close(a.fd);  // not expected: the reconciler only sends fds for new keys
     } else if (a.fd >= 0) {
       std::shared_ptr<listener> l;
-      if (a.key.proto == config::protocol::tcp)
+      if (a.port->what == port_runtime::role::health_check)
+        l = std::make_shared<health_check_listener>(*this, a.key, a.fd, std::move(a.port));
+      else if (a.key.proto == config::protocol::tcp)
         l = std::make_shared<tcp_listener>(*this, a.key, a.fd, std::move(a.port));
       else
         l = std::make_shared<udp_listener>(*this, a.key, a.fd, std::move(a.port));
