@@ -490,15 +490,27 @@ class Proxy:
                 self.cond.wait(min(left, 0.1))
 
     def wait_generation(self, n, timeout=10.0, start=0):
-        idx, m = self.wait_for_log(r"configuration applied: generation=%d\b" % n, timeout, start)
-        self.generation = n
+        """Waits for a `configuration applied` line with generation >= n after log index start."""
+        def find():
+            with self.cond:
+                lines = self.lines[start:]
+            for i, line in enumerate(lines):
+                m = re.search(r"configuration applied: generation=(\d+)\b", line)
+                if m and int(m.group(1)) >= n:
+                    return start + i, int(m.group(1))
+            return None
+        idx, gen = wait_until(find, timeout, 0.01, "configuration applied: generation>=%d" % n)
+        self.generation = gen
         return idx
 
     def reload(self, timeout=10.0):
-        """SIGHUP and wait for the next generation; returns the log index of that line."""
+        """SIGHUP and wait for the configuration it applies; returns the log index of that line.
+        The proxy also reloads by itself when its files change (inotify), so the generation the
+        SIGHUP produces is the first one logged after the "SIGHUP" line, whatever its number."""
         start = self.mark()
         self.sighup()
-        return self.wait_generation(self.generation + 1, timeout, start)
+        sig, _ = self.wait_for_log(r"SIGHUP: reloading", timeout, start)
+        return self.wait_generation(self.generation + 1, timeout, sig)
 
     def reload_expect_rejected(self, timeout=10.0):
         start = self.mark()
@@ -969,7 +981,11 @@ class ProxyTestCase(unittest.TestCase):
         return s
 
     def endpoints_file(self, services):
-        return EndpointsFile(self.tmp, services)
+        # One file per call: the proxy watches its files, so two proxies sharing one file would
+        # both reload whenever a test rewrites it for one of them.
+        self._endpoint_files = getattr(self, "_endpoint_files", 0) + 1
+        name = "endpoints.json" if self._endpoint_files == 1 else "endpoints-%d.json" % self._endpoint_files
+        return EndpointsFile(self.tmp, services, name=name)
 
     def proxy(self, args, start=True, **kw):
         p = Proxy(args, self.tmp, name="proxy%d" % len(self._proxies), **kw)
@@ -1019,6 +1035,234 @@ def main():
                      % (os.path.basename(sys.argv[0]), r.testsRun, len(r.failures), len(r.errors),
                         len(r.skipped)))
     sys.exit(0 if r.wasSuccessful() else 1)
+
+
+# --------------------------------------------------------------------------------------------
+# UDP helpers (issue 4: UDP nodePorts). Used by test_udp*.py; nothing above depends on them.
+
+UDP_MAX_V4 = 65507  # largest UDP payload over IPv4: 65535 - 20 (IP header) - 8 (UDP header)
+UDP_MAX_V6 = 65527  # largest UDP payload over IPv6 without jumbograms: 65535 - 8
+
+
+def udp_bindable(port):
+    """True if UDP `port` is free on both 127.0.0.1 and ::1."""
+    for family in (V4, V6):
+        s = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            if family == V6:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            s.bind((LOOPBACK[family], port))
+        except OSError:
+            return False
+        finally:
+            s.close()
+    return True
+
+
+def free_port_tcp_udp():
+    """A nodePort number (see free_port()) that is also free for UDP on both loopbacks."""
+    for _ in range(50):
+        port = free_port()
+        if udp_bindable(port):
+            return port
+    raise RuntimeError("could not find a port free for both TCP and UDP")
+
+
+def tag_echo(tag):
+    """UdpBackend handler: replies b"TAG|PEERPORT|" + datagram, PEERPORT being the source port
+    the backend saw (the proxy's upstream socket of that session)."""
+    prefix = tag.encode() if isinstance(tag, str) else tag
+
+    def handler(data, peer, backend):
+        return b"%s|%d|%s" % (prefix, peer[1], data)
+    return handler
+
+
+def plain_echo(data, peer, backend):
+    """UdpBackend handler: echoes the datagram unchanged (for size tests)."""
+    return data
+
+
+def parse_tagged(reply):
+    """(tag, upstream_port, payload) of a tag_echo reply."""
+    tag, port, payload = reply.split(b"|", 2)
+    return tag.decode(), int(port), payload
+
+
+class UdpBackend:
+    """A UDP server on loopback served by one thread. handler(data, peer, backend) returns the
+    reply (bytes, a list of bytes, or None for no reply). Every datagram is recorded as
+    (peer, length). close() closes the socket, so later datagrams to its port are answered by
+    the kernel with ICMP port unreachable; reopen() binds the same port again."""
+
+    def __init__(self, handler=plain_echo, family=V4, port=0, name=None, rcvbuf=4 * MiB):
+        self.family = family
+        self.handler = handler
+        self.name = name
+        self.rcvbuf = rcvbuf
+        self.lock = threading.Condition()
+        self.datagrams = []  # (peer, length)
+        self.errors = []
+        self.thread = None
+        self._open(port)
+        self.port = self.sock.getsockname()[1]
+        self.addr = host_port(family, self.port)
+
+    def _open(self, port):
+        s = socket.socket(self.family, socket.SOCK_DGRAM)
+        if self.family == V6:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
+        except OSError:
+            pass
+        s.bind((LOOPBACK[self.family], port))
+        s.settimeout(0.05)
+        self.sock = s
+        self.stopping = False
+        self.thread = threading.Thread(target=self._loop, args=(s,), daemon=True)
+        self.thread.start()
+
+    def _loop(self, s):
+        while not self.stopping:
+            try:
+                data, peer = s.recvfrom(1 << 17)
+            except socket.timeout:
+                continue
+            except OSError:
+                if self.stopping:
+                    return
+                continue  # e.g. ECONNREFUSED queued by an ICMP for an earlier reply
+            with self.lock:
+                self.datagrams.append((peer, len(data)))
+                self.lock.notify_all()
+            try:
+                out = self.handler(data, peer, self)
+                for reply in ([] if out is None else [out] if isinstance(out, bytes) else out):
+                    s.sendto(reply, peer)
+            except OSError as e:
+                with self.lock:
+                    self.errors.append(repr(e))
+
+    def count(self):
+        with self.lock:
+            return len(self.datagrams)
+
+    def peers(self):
+        with self.lock:
+            return {p for p, _ in self.datagrams}
+
+    def wait_count(self, n, timeout=5.0):
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while len(self.datagrams) < n:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError("UDP backend %s got %d datagrams after %.1fs, wanted %d"
+                                         % (self.name, len(self.datagrams), timeout, n))
+                self.lock.wait(min(left, 0.1))
+            return list(self.datagrams)
+
+    def close(self):
+        self.stopping = True
+        if self.thread is not None:
+            self.thread.join(2)
+        self.sock.close()
+
+    def reopen(self):
+        """Binds the same port again (after close()) and serves it."""
+        self._open(self.port)
+
+
+def udp_socket(family=V4, timeout=2.0, bind_host=None, connect_to=None):
+    """A UDP client socket bound to loopback (or bind_host), port 0; optionally connected."""
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    if family == V6:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    s.bind((bind_host or LOOPBACK[family], 0))
+    s.settimeout(timeout)
+    if connect_to is not None:
+        s.connect(connect_to)
+    return s
+
+
+def udp_ask(sock, dest, payload, timeout=2.0):
+    """sendto(payload, dest) then one recvfrom. Returns (reply, from_address), or (None, None)
+    if nothing arrives in time. ECONNREFUSED (ICMP port unreachable, connected sockets) raises."""
+    sock.sendto(payload, dest)
+    return udp_recv(sock, timeout)
+
+
+def udp_recv(sock, timeout):
+    """One datagram within timeout: (data, from) or (None, None)."""
+    sock.settimeout(timeout)
+    try:
+        return sock.recvfrom(1 << 17)
+    except socket.timeout:
+        return None, None
+
+
+def udp_refused(port, family=V4, timeout=1.0):
+    """Sends one datagram to the nodePort from a connected socket. Returns 'refused' (ICMP port
+    unreachable -> ECONNREFUSED), 'reply' or 'timeout'."""
+    s = udp_socket(family, timeout, connect_to=(LOOPBACK[family], port))
+    try:
+        try:
+            s.send(b"probe")
+            s.recv(1 << 17)
+            return "reply"
+        except ConnectionRefusedError:
+            return "refused"
+        except socket.timeout:
+            return "timeout"
+    finally:
+        s.close()
+
+
+def udp_sockets(pid):
+    """(local, peer) of the UDP sockets owned by pid, from `ss -uanp` (peer is "*:*"-like for
+    unconnected sockets)."""
+    out = subprocess.run(["ss", "-uanpH"], capture_output=True, text=True, timeout=10).stdout
+    tag = "pid=%d," % pid
+    res = []
+    for line in out.splitlines():
+        if tag in line:
+            parts = line.split()
+            res.append((parts[3], parts[4]))
+    return res
+
+
+def socket_fd_count(pid):
+    """Number of the process's fds that are sockets (unlike fd_count(), blind to inotify,
+    timerfd and files the proxy may open after start-up)."""
+    n = 0
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            if os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith("socket:"):
+                n += 1
+        except OSError:
+            pass  # closed meanwhile
+    return n
+
+
+def reload_with(proxy, services, timeout=10.0):
+    """Rewrites the proxy's endpoints file (proxy.endpoints, see proxy_for()), sends SIGHUP and
+    waits for the first `configuration applied` after the proxy logged the SIGHUP: that one read
+    the new file. Unlike Proxy.reload() this tolerates reloads the proxy does on its own when it
+    watches the file. Sets proxy.generation; returns the log index of the applied line."""
+    start = proxy.mark()
+    proxy.endpoints.write(services)
+    proxy.sighup()
+    i, _ = proxy.wait_for_log(r"SIGHUP", timeout, start)
+    j, m = proxy.wait_for_log(r"configuration applied: generation=(\d+)", timeout, i + 1)
+    proxy.generation = int(m.group(1))
+    return j
+
+
+def split_host_port(text):
+    """'127.0.0.1:53' / '[::1]:53' (as ss prints them) -> (host, port)."""
+    host, _, port = text.rpartition(":")
+    return host.strip("[]"), int(port) if port.isdigit() else 0
 
 
 if __name__ == "__main__":
