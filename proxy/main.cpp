@@ -6,13 +6,16 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
+#include <fstream>
 #include <filesystem>
 #include <iostream>
 #include <thread>
 
 #include "config/duration.hpp"
 #include "config/load.hpp"
+#include "proxy/check.hpp"
 #include "proxy/demo.hpp"
 #include "proxy/logging.hpp"
 #include "proxy/server.hpp"
@@ -55,6 +58,9 @@ struct run_flags {
   std::string hostname_override;
   std::string udp_idle_timeout = "60s";
   std::size_t udp_max_sessions = 0;
+  bool splice = true;
+  std::string healthz_bind_address = "0.0.0.0:10356";
+  std::string metrics_bind_address = "127.0.0.1:10349";
 };
 
 void add_run_flags(CLI::App& cmd, run_flags& f) {
@@ -92,6 +98,15 @@ void add_run_flags(CLI::App& cmd, run_flags& f) {
   cmd.add_option("--udp-max-sessions", f.udp_max_sessions,
                  "Cap on UDP sessions; when full, a new client replaces a session idle for 1s, else its datagram "
                  "is dropped (default: from RLIMIT_NOFILE)");
+  cmd.add_option("--splice", f.splice,
+                 "Relay plain TCP with splice(2), without copying bytes to user space (true|false)")
+      ->capture_default_str();
+  cmd.add_option("--healthz-bind-address", f.healthz_bind_address,
+                 "Address of /livez, /readyz, /healthz (empty: off; kube-proxy uses 10256)")
+      ->capture_default_str();
+  cmd.add_option("--metrics-bind-address", f.metrics_bind_address,
+                 "Address of /metrics, /status, /status.json (empty: off; kube-proxy uses 10249)")
+      ->capture_default_str();
   cmd.add_option("--hostname-override", f.hostname_override,
                  "This node's name (externalTrafficPolicy: Local); default: $NODE_NAME, else the host name");
 }
@@ -124,6 +139,9 @@ proxy::settings to_settings(const run_flags& f) {
   s.udp_idle_timeout = duration_of(f.udp_idle_timeout);
   if (s.udp_idle_timeout.count() <= 0) throw std::invalid_argument("--udp-idle-timeout must be greater than 0");
   s.udp_max_sessions = f.udp_max_sessions;
+  s.splice = f.splice;
+  s.healthz_bind_address = f.healthz_bind_address;
+  s.metrics_bind_address = f.metrics_bind_address;
   return s;
 }
 
@@ -166,6 +184,18 @@ config::snapshot load_all(const run_flags& f, const config::load_options& opts) 
   return snap;
 }
 
+/// The inputs' bytes, to notice a change between the first load and the file watch. Read
+/// before loading: a change after this read is then seen as a difference, never missed.
+std::string fingerprint(const std::vector<std::string>& files) {
+  std::string out;
+  for (const auto& path : files) {
+    std::ifstream in(path, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    out += std::to_string(bytes.size()) + ":" + std::to_string(std::hash<std::string>{}(bytes)) + ";";
+  }
+  return out;
+}
+
 int cmd_run(const run_flags& f) {
   if (f.endpoints_files.empty() && f.forwards.empty()) {
     std::cerr << "run: give --endpoints-file FILE or at least one --forward\n";
@@ -180,6 +210,10 @@ int cmd_run(const run_flags& f) {
     std::cerr << e.what() << "\n";
     return exit_usage;
   }
+  // Until the control loop handles SIGHUP, a reload request must not kill the process (the
+  // default action); a change it announced is caught by the fingerprint check below.
+  std::signal(SIGHUP, SIG_IGN);
+  const std::string loaded_fingerprint = fingerprint(f.endpoints_files);
   config::snapshot first;
   try {
     first = load_all(f, opts);
@@ -195,7 +229,8 @@ int cmd_run(const run_flags& f) {
       return exit_error;
     }
     std::vector<std::filesystem::path> watch(f.endpoints_files.begin(), f.endpoints_files.end());
-    return srv.run([&] { return std::make_shared<const config::snapshot>(load_all(f, opts)); }, watch);
+    return srv.run([&] { return std::make_shared<const config::snapshot>(load_all(f, opts)); }, watch,
+                   [&] { return fingerprint(f.endpoints_files) != loaded_fingerprint; });
   } catch (const std::exception& e) {
     spdlog::error("{}", e.what());
     return exit_error;
@@ -262,6 +297,20 @@ int main(int argc, char** argv) {
   auto* version = app.add_subcommand("version", "Print the version");
   version->add_flag("--json", version_json, "As JSON");
 
+  run_flags cf;
+  proxy::check_options check_opts;
+  std::vector<std::string> check_nodes;
+  std::string check_timeout = "2s", check_output = "text";
+  auto* check = app.add_subcommand("check", "Probe every nodePort and endpoint and diagnose what is unreachable");
+  check->add_option("--endpoints-file", cf.endpoints_files, "Endpoint files, as for run")->check(CLI::ExistingFile);
+  check->add_option("--forward", cf.forwards, "Ad-hoc services, as for run");
+  check->add_option("--service-node-port-range", cf.node_port_range, "Range of valid nodePorts, N1-N2");
+  check->add_option("--hostname-override", cf.hostname_override, "This node's name (externalTrafficPolicy: Local)");
+  check->add_option("--node", check_nodes, "Node address to probe nodePorts on (repeatable; default 127.0.0.1)");
+  static const duration_validator check_duration;
+  check->add_option("--timeout", check_timeout, "Connect timeout per probe")->check(check_duration)->capture_default_str();
+  check->add_option("--output", check_output, "text|json")->check(CLI::IsMember({"text", "json"}))->capture_default_str();
+
   run_flags df;
   proxy::demo_options demo_opts;
   auto* demo = app.add_subcommand("demo", "Start three HTTP backends and the proxy on loopback and show round-robin");
@@ -296,6 +345,37 @@ int main(int argc, char** argv) {
   }
   if (*validate) return cmd_validate(validate_files, validate_range);
   if (*run) return cmd_run(rf);
+  if (*check) {
+    if (cf.endpoints_files.empty() && cf.forwards.empty()) {
+      std::cerr << "check: give --endpoints-file FILE or at least one --forward\n";
+      return exit_usage;
+    }
+    try {
+      auto opts = load_opts(cf);
+      config::snapshot snap;
+      try {
+        snap = load_all(cf, opts);
+      } catch (const config::config_error&) {
+        // Perhaps only nodePorts outside the range: load with the widest range so check can
+        // diagnose each port instead of refusing the whole input (other problems throw again).
+        auto wide = opts;
+        wide.range_override = config::port_range{1, 65535};
+        snap = load_all(cf, wide);
+        snap.range = opts.range_override.value_or(config::port_range{});
+      }
+      if (!check_nodes.empty()) check_opts.node_addresses = check_nodes;
+      check_opts.timeout = duration_of(check_timeout);
+      check_opts.json = check_output == "json";
+      check_opts.node_name = cf.hostname_override.empty() ? std::string() : cf.hostname_override;
+      return proxy::run_check(snap, check_opts, std::cout);
+    } catch (const config::config_error& e) {
+      log_problems(e);
+      return exit_error;
+    } catch (const std::invalid_argument& e) {
+      std::cerr << e.what() << "\n";
+      return exit_usage;
+    }
+  }
   if (*demo) {
     try {
       if (df.nodeport_addresses.empty()) df.nodeport_addresses = "127.0.0.0/8";

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <latch>
 
 #include "proxy/endpoint_format.hpp"
 #include "proxy/worker.hpp"
@@ -215,7 +216,13 @@ apply_result reconciler::apply(const config::snapshot& snap) {
   ports_ = std::move(next_ports);
   bind_errors_ = std::move(bind_errors);
   snapshot_ = std::make_shared<const config::snapshot>(snap);
-  for (std::size_t w = 0; w < workers_.size(); ++w) workers_[w]->post_update(std::move(plan[w]));
+  // Wait until every worker has switched: when apply() returns (and "configuration applied" is
+  // logged), removed ports no longer accept and new ones do. Workers never wait for the control
+  // thread, so this cannot deadlock; it takes as long as one pass of each worker's event loop.
+  std::latch switched(static_cast<std::ptrdiff_t>(workers_.size()));
+  for (std::size_t w = 0; w < workers_.size(); ++w)
+    workers_[w]->post_update(std::move(plan[w]), [&switched] { switched.count_down(); });
+  switched.wait();
   return result;
 }
 

@@ -6,9 +6,11 @@
 #include <boost/asio/post.hpp>
 #include <algorithm>
 #include <boost/asio/signal_set.hpp>
+#include <csignal>
 #include <thread>
 
 #include "config/problem.hpp"
+#include "proxy/admin_server.hpp"
 #include "proxy/file_watch.hpp"
 #include "proxy/worker.hpp"
 
@@ -27,6 +29,10 @@ struct server::impl {
   std::unique_ptr<reconciler> rec;
   asio::io_context control{1};
   asio::signal_set signals{control, SIGHUP, SIGTERM, SIGINT};
+  // Declared after `control` so they are destroyed first. They stay open while draining, so
+  // /readyz can say 503; they close when the control loop ends.
+  std::unique_ptr<admin_server> health;
+  std::unique_ptr<admin_server> metrics;
   std::thread joiner;
   bool draining = false;
   std::uint64_t generation = 0;
@@ -71,7 +77,11 @@ struct server::impl {
     for (auto& w : workers) w->post_drain(deadline);
     joiner = std::thread([this] {
       for (auto& w : workers) w->join();
-      asio::post(control, [this] { control.stop(); });
+      asio::post(control, [this] {
+        if (health) health->close();
+        if (metrics) metrics->close();
+        control.stop();
+      });
     });
   }
 
@@ -105,6 +115,9 @@ struct server::impl {
 };
 
 server::server(settings cfg, std::string node_name) : impl_(std::make_unique<impl>()) {
+  // splice(2) and write(2) to a socket whose peer is gone raise SIGPIPE, which would kill the
+  // process; the error is handled where it happens (EPIPE), like every other socket error.
+  ::signal(SIGPIPE, SIG_IGN);
   auto& s = *impl_;
   s.cfg = std::move(cfg);
   if (s.cfg.workers == 0) s.cfg.workers = std::max(1u, std::thread::hardware_concurrency());
@@ -127,10 +140,33 @@ server::server(settings cfg, std::string node_name) : impl_(std::make_unique<imp
   for (unsigned i = 0; i < s.cfg.workers; ++i) s.workers.push_back(std::make_unique<worker>(i, s.cfg, s.shared));
   s.rec = std::make_unique<reconciler>(s.cfg, std::move(addrs), std::move(node_name), s.workers);
   for (auto& w : s.workers) w->start();
+  // The admin endpoints run on the control thread, where status() may be called. A bind failure
+  // is logged, not fatal: the data plane matters more, and a probe that cannot connect fails
+  // visibly anyway.
+  admin_hooks hooks{[this] { return status(); }};
+  auto open_admin = [&](const std::string& addr, admin_server::role r) -> std::unique_ptr<admin_server> {
+    if (addr.empty()) return nullptr;
+    try {
+      auto a = std::make_unique<admin_server>(s.control, addr, r, hooks);
+      spdlog::info("{} endpoints on {}", r == admin_server::role::health ? "health" : r == admin_server::role::metrics ? "metrics and status" : "health, metrics and status", addr);
+      return a;
+    } catch (const std::exception& e) {
+      spdlog::error("{}", e.what());
+      return nullptr;
+    }
+  };
+  if (s.cfg.healthz_bind_address == s.cfg.metrics_bind_address) {
+    s.health = open_admin(s.cfg.healthz_bind_address, admin_server::role::both);
+  } else {
+    s.health = open_admin(s.cfg.healthz_bind_address, admin_server::role::health);
+    s.metrics = open_admin(s.cfg.metrics_bind_address, admin_server::role::metrics);
+  }
 }
 
 server::~server() {
   auto& s = *impl_;
+  if (s.health) s.health->close();
+  if (s.metrics) s.metrics->close();
   if (!s.draining) {
     s.rec->release_all();
     for (auto& w : s.workers) w->post_drain(std::chrono::steady_clock::now());
@@ -145,7 +181,7 @@ apply_result server::apply(const config::snapshot& snap) {
   return r;
 }
 
-int server::run(reload_fn reload, std::vector<std::filesystem::path> watch) {
+int server::run(reload_fn reload, std::vector<std::filesystem::path> watch, std::function<bool()> changed_since_load) {
   auto& s = *impl_;
   s.wait_signal(reload);
   std::unique_ptr<file_watch> watcher;
@@ -155,6 +191,10 @@ int server::run(reload_fn reload, std::vector<std::filesystem::path> watch) {
       spdlog::info("input files changed: reloading configuration");
       s.reload_now(reload);
     });
+    if (changed_since_load && changed_since_load()) {
+      spdlog::info("input files changed during start-up: reloading configuration");
+      s.reload_now(reload);
+    }
   }
   s.control.run();
   watcher.reset();

@@ -32,7 +32,10 @@ class server {
   /// Runs the control loop on the calling thread until a SIGTERM/SIGINT drain has finished.
   /// `reload` runs on SIGHUP and, when `watch` is not empty, whenever one of those files changes.
   /// Returns the process exit code (0 after a clean drain).
-  int run(reload_fn reload, std::vector<std::filesystem::path> watch = {});
+  /// `changed_since_load` (optional) is asked once the watch is in place: a file replaced
+  /// between the first load and the watch would otherwise be missed until the next change.
+  int run(reload_fn reload, std::vector<std::filesystem::path> watch = {},
+          std::function<bool()> changed_since_load = {});
 
   /// Requests the same drain as SIGTERM (thread-safe; used by tests and the demo).
   void stop();

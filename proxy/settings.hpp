@@ -41,8 +41,16 @@ struct settings {
   milliseconds udp_evict_idle{std::chrono::seconds(1)};
   /// Bytes buffered per direction while data is in flight; a connection holds no buffer while idle.
   std::size_t buffer_size = 32 * 1024;
+  /// Relay plain TCP with splice(2) through a pipe (no copy to user space). Off: read/write
+  /// through a user-space buffer.
+  bool splice = true;
   /// listen(2) backlog of every nodePort listener.
   int backlog = 4096;
+  /// --healthz-bind-address: /livez, /readyz, /healthz ("" = off).
+  std::string healthz_bind_address;
+  /// --metrics-bind-address: /metrics, /status, /status.json ("" = off). Equal to the healthz
+  /// address: one listener serves both.
+  std::string metrics_bind_address;
   /// After SIGTERM, open connections may finish for this long before they are closed.
   milliseconds shutdown_grace_period{std::chrono::seconds(30)};
 };

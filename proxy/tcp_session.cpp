@@ -1,5 +1,6 @@
 #include "proxy/tcp_session.hpp"
 
+#include <fcntl.h>
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/post.hpp>
@@ -16,6 +17,8 @@ using clock_type = std::chrono::steady_clock;
 
 /// Reads per direction before yielding to other connections on the worker (fairness).
 static constexpr int max_reads_per_turn = 16;
+/// Bytes asked of one splice(2) from a socket; the pipe's capacity (64 KiB by default) caps it.
+static constexpr std::size_t splice_chunk = 1 << 20;
 
 const char* to_string(close_reason r) {
   switch (r) {
@@ -41,7 +44,8 @@ tcp_session::tcp_session(worker& w, tcp::socket client, std::shared_ptr<const po
       timer_(w.context()),
       id_(id),
       started_(clock_type::now()),
-      last_activity_(started_) {
+      last_activity_(started_),
+      splice_(w.cfg().splice) {
   worker_.add_session(*this);
   bump(port_->stats->worker(worker_.index()).connections_active, 1);
 }
@@ -131,6 +135,83 @@ void tcp_session::do_wait(int d) {
 }
 
 void tcp_session::pump(int d) {
+  if (splice_)
+    pump_splice(d);
+  else
+    pump_copy(d);
+}
+
+void tcp_session::pump_splice(int d) {
+  half& h = halves_[d];
+  auto& c = port_->stats->worker(worker_.index());
+  const int from = source(d).native_handle();
+  const int to = sink(d).native_handle();
+  for (int i = 0; i < max_reads_per_turn; ++i) {
+    if (!h.pipe) {
+      h.pipe = worker_.pipes().acquire();
+      if (!h.pipe) {
+        // Out of descriptors for a pipe: this connection copies through user space instead.
+        splice_ = false;
+        pump_copy(d);
+        return;
+      }
+    }
+    bool source_empty = false, source_eof = false;
+    if (h.in_pipe == 0) {
+      ssize_t n = ::splice(from, nullptr, h.pipe.w, nullptr, splice_chunk, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      if (n > 0) {
+        h.in_pipe = static_cast<std::size_t>(n);
+        h.bytes += h.in_pipe;
+        bump(d == in ? c.bytes_client_to_upstream : c.bytes_upstream_to_client, h.in_pipe);
+        touch();
+      } else if (n == 0) {
+        source_eof = true;
+      } else if (errno == EAGAIN) {
+        source_empty = true;
+      } else if (errno != EINTR) {
+        finish(d == in ? close_reason::client_reset : close_reason::upstream_reset, d == out, d == in);
+        return;
+      }
+    }
+    while (h.in_pipe > 0) {
+      ssize_t m = ::splice(h.pipe.r, nullptr, to, nullptr, h.in_pipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      if (m > 0) {
+        h.in_pipe -= static_cast<std::size_t>(m);
+        continue;
+      }
+      if (m < 0 && errno == EINTR) continue;
+      if (m < 0 && errno == EAGAIN) {
+        // The sink is full: wait until it drains, then continue emptying the pipe. The source is
+        // not read meanwhile (flow control).
+        sink(d).async_wait(tcp::socket::wait_write, [self = shared_from_this(), d](const error_code& ec) {
+          if (self->state_ == state::closed) return;
+          if (ec) {
+            self->finish(d == in ? close_reason::upstream_reset : close_reason::client_reset, d == in, d == out);
+            return;
+          }
+          self->pump_splice(d);
+        });
+        return;
+      }
+      finish(d == in ? close_reason::upstream_reset : close_reason::client_reset, d == in, d == out);
+      return;
+    }
+    if (source_eof) {
+      end_direction(d);
+      return;
+    }
+    if (source_empty) {
+      worker_.pipes().release(h.pipe, true);
+      do_wait(d);
+      return;
+    }
+  }
+  asio::post(worker_.context(), [self = shared_from_this(), d] {
+    if (self->state_ == state::relaying) self->pump_splice(d);
+  });
+}
+
+void tcp_session::pump_copy(int d) {
   half& h = halves_[d];
   auto& c = port_->stats->worker(worker_.index());
   const std::size_t size = worker_.buffers().size();
@@ -175,7 +256,7 @@ void tcp_session::pump(int d) {
   // Still readable after a full turn: let other connections run, then continue (no wait: the
   // reactor would not report an edge for data that is already there).
   asio::post(worker_.context(), [self = shared_from_this(), d] {
-    if (self->state_ == state::relaying) self->pump(d);
+    if (self->state_ == state::relaying) self->pump_copy(d);
   });
 }
 
@@ -186,10 +267,13 @@ void tcp_session::on_write(int d, const error_code& ec) {
     return;
   }
   touch();
-  pump(d);
+  pump_copy(d);
 }
 
 void tcp_session::end_direction(int d) {
+  if (spdlog::should_log(spdlog::level::trace))
+    spdlog::trace("connection id={} {} sent FIN after {} bytes; half-closed", id_, d == in ? "client" : "endpoint",
+                  halves_[d].bytes);
   release_buffer(d);
   halves_[d].done = true;
   error_code ignored_ec;
@@ -206,6 +290,8 @@ void tcp_session::end_direction(int d) {
 void tcp_session::release_buffer(int d) {
   worker_.buffers().release(halves_[d].buf);
   halves_[d].buf = nullptr;
+  worker_.pipes().release(halves_[d].pipe, halves_[d].in_pipe == 0);
+  halves_[d].in_pipe = 0;
 }
 
 static void close_socket(boost::asio::ip::tcp::socket& s, bool reset) {

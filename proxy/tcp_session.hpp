@@ -12,6 +12,9 @@
 // read again until the source would block, give the buffer back, wait again. One read in flight
 // per direction and a fixed buffer: a slow sink stalls its source (flow control), and memory is
 // bounded by 2 x buffer_size while data moves, zero while idle.
+// With splice (plain TCP, the default) the "buffer" is a borrowed pipe: bytes move socket ->
+// pipe -> socket inside the kernel, never copied to user space; the pipe's capacity bounds what
+// is in flight, and it goes back to the worker's pool when the source would block.
 //
 // Who shuts down what:
 //   EOF from a source  -> shutdown(SHUT_WR) on that direction's sink once its bytes are written;
@@ -29,6 +32,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "proxy/pipe_pool.hpp"
 #include "proxy/port_runtime.hpp"
 
 namespace npp::proxy {
@@ -72,6 +76,8 @@ class tcp_session : public std::enable_shared_from_this<tcp_session>, public ses
   /// Per-direction relay state.
   struct half {
     char* buf = nullptr;      ///< borrowed buffer while bytes are in flight, else null
+    pipe_pair pipe;           ///< borrowed pipe while spliced bytes are in flight (splice mode)
+    std::size_t in_pipe = 0;  ///< bytes spliced into the pipe and not yet out of it
     std::uint64_t bytes = 0;  ///< bytes relayed in this direction
     bool done = false;        ///< source hit EOF and the sink was shut down for writing
   };
@@ -83,6 +89,8 @@ class tcp_session : public std::enable_shared_from_this<tcp_session>, public ses
   void on_connect(const boost::system::error_code& ec);
   void do_wait(int d);
   void pump(int d);
+  void pump_copy(int d);
+  void pump_splice(int d);
   void on_write(int d, const boost::system::error_code& ec);
   void end_direction(int d);
   void release_buffer(int d);
@@ -106,6 +114,7 @@ class tcp_session : public std::enable_shared_from_this<tcp_session>, public ses
   unsigned attempts_ = 0;                      ///< connect attempts made
   state state_ = state::connecting;
   bool connect_timed_out_ = false;             ///< the timer ended the current connect attempt
+  bool splice_ = false;                        ///< relay with splice(2) (plain TCP, --splice)
 };
 
 }  // namespace npp::proxy

@@ -45,8 +45,11 @@ void worker::join() {
   if (thread_.joinable()) thread_.join();
 }
 
-void worker::post_update(std::vector<listener_assignment> want) {
-  asio::post(ctx_, [this, want = std::move(want)]() mutable { apply(std::move(want)); });
+void worker::post_update(std::vector<listener_assignment> want, std::function<void()> done) {
+  asio::post(ctx_, [this, want = std::move(want), done = std::move(done)]() mutable {
+    apply(std::move(want));
+    if (done) done();
+  });
 }
 
 void worker::post_drain(std::chrono::steady_clock::time_point deadline) {

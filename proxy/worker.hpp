@@ -6,6 +6,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/intrusive/list.hpp>
+#include <functional>
 #include <map>
 #include <memory>
 #include <thread>
@@ -49,8 +50,9 @@ class worker {
   /// Waits for the thread to end (after drain()).
   void join();
 
-  /// Thread-safe: replaces the listener set (keys absent from `want` stop listening).
-  void post_update(std::vector<listener_assignment> want);
+  /// Thread-safe: replaces the listener set (keys absent from `want` stop listening); `done`
+  /// runs on the worker's thread once the new set is in place.
+  void post_update(std::vector<listener_assignment> want, std::function<void()> done = {});
   /// Thread-safe: stops accepting, lets connections finish until `deadline`, then closes the
   /// rest; the thread ends when nothing is left.
   void post_drain(std::chrono::steady_clock::time_point deadline);
@@ -60,6 +62,7 @@ class worker {
   const settings& cfg() const { return cfg_; }
   unsigned index() const { return index_; }
   buffer_pool& buffers() { return buffers_; }
+  pipe_pool& pipes() { return pipes_; }
   shared_state& shared() { return shared_; }
   /// Registers a live session (unlinks itself on destruction).
   void add_session(tcp_session& s);
@@ -92,6 +95,7 @@ class worker {
   boost::asio::io_context ctx_{1}; ///< concurrency hint 1: one thread runs it
   std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guard_;
   buffer_pool buffers_;            ///< relay buffers of this worker's sessions
+  pipe_pool pipes_{32};            ///< splice pipes of this worker's sessions (32 cached: 64 fds)
   std::map<listener_key, std::shared_ptr<listener>> listeners_;  ///< by (address, port, proto)
   session_list live_;              ///< sessions on this worker (for the shutdown deadline)
   std::size_t live_sessions_ = 0;  ///< size of live_

@@ -345,7 +345,7 @@ class Proxy:
     """One nodeport-proxy process. args are the `run` arguments; loopback-only flags are added
     unless loopback=False. stderr is captured line by line."""
 
-    def __init__(self, args, tmpdir, *, prefix=(), log_level="debug", addresses=LOOPBACK_CIDRS,
+    def __init__(self, args, tmpdir, *, prefix=(), log_level=os.environ.get("NPP_LOG_LEVEL", "debug"), addresses=LOOPBACK_CIDRS,
                  port_range=TEST_PORT_RANGE, loopback=True, name="proxy"):
         require_binary()
         self.cmd = list(prefix) + [BINARY, "run"] + list(args)
@@ -355,6 +355,11 @@ class Proxy:
             self.cmd += ["--service-node-port-range", port_range]
         if log_level:
             self.cmd += ["--log-level", log_level]
+        # The admin endpoints default to fixed ports (10356, 10349); tests run many proxies at
+        # once, so they stay off unless a test asks for them with its own free ports.
+        for flag in ("--healthz-bind-address", "--metrics-bind-address"):
+            if not any(a == flag or str(a).startswith(flag + "=") for a in args):
+                self.cmd += [flag, ""]
         self.log_path = os.path.join(tmpdir, "%s.log" % name)
         self.lines = []
         self.cond = threading.Condition()
@@ -552,8 +557,26 @@ class Proxy:
                                  "address must be logged as ip:port)\n%s" % (port, e))
 
     # -- /proc
+    # Each worker keeps up to 32 empty splice pipes (64 fds) for reuse: bounded, not a leak.
+    PIPE_FDS_CACHED_PER_WORKER = 64
+
     def fd_count(self):
-        return len(os.listdir("/proc/%d/fd" % self.pid))
+        """Open descriptors, not counting the splice pipes a worker may keep cached (pipes beyond
+        that bound do count, so a pipe leak still shows)."""
+        pipes = other = 0
+        for fd in os.listdir("/proc/%d/fd" % self.pid):
+            try:
+                target = os.readlink("/proc/%d/fd/%s" % (self.pid, fd))
+            except OSError:
+                continue  # closed meanwhile
+            if target.startswith("pipe:"):
+                pipes += 1
+            else:
+                other += 1
+        workers = 2
+        if "--workers" in self.cmd:
+            workers = int(self.cmd[self.cmd.index("--workers") + 1])
+        return other + max(0, pipes - self.PIPE_FDS_CACHED_PER_WORKER * workers)
 
     def rss_kib(self):
         with open("/proc/%d/status" % self.pid) as f:
@@ -1263,6 +1286,433 @@ def split_host_port(text):
     """'127.0.0.1:53' / '[::1]:53' (as ss prints them) -> (host, port)."""
     host, _, port = text.rpartition(":")
     return host.strip("[]"), int(port) if port.isdigit() else 0
+
+
+# --------------------------------------------------------------------------------------------
+# Kubernetes objects and live reload helpers (issue 3). Used by test_k8s*.py and
+# test_reload*.py; nothing above depends on them.
+
+
+def k8s_port(port, node_port=None, name=None, protocol="TCP", target_port=None):
+    """One Service port (spec.ports[]) as the API server prints it; None fields are left out."""
+    p = {"protocol": protocol, "port": port}
+    if name is not None:
+        p["name"] = name
+    if target_port is not None:
+        p["targetPort"] = target_port
+    if node_port is not None:
+        p["nodePort"] = node_port
+    return p
+
+
+def k8s_service(name, ports, namespace="default", type="NodePort", labels=None, **spec):
+    """A v1 Service object; extra keyword arguments are spec fields (sessionAffinity, ...)."""
+    meta = {"name": name, "namespace": namespace}
+    if labels:
+        meta["labels"] = dict(labels)
+    body = {"type": type, "ports": list(ports)}
+    body.update(spec)
+    return {"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": body}
+
+
+def k8s_endpoint(address, ready=None, serving=None, terminating=None, node=None):
+    """One EndpointSlice endpoint; conditions left as None are omitted (the API's nil)."""
+    ep = {"addresses": [address]}
+    cond = {k: v for k, v in (("ready", ready), ("serving", serving), ("terminating", terminating))
+            if v is not None}
+    if cond:
+        ep["conditions"] = cond
+    if node is not None:
+        ep["nodeName"] = node
+    return ep
+
+
+def k8s_slice(name, service, ports, endpoints, namespace="default", address_type="IPv4"):
+    """A discovery.k8s.io/v1 EndpointSlice joined to `service`. ports: (name, port[, protocol])
+    tuples or dicts; endpoints: k8s_endpoint() dicts or plain addresses."""
+    ps = []
+    for p in ports:
+        if isinstance(p, dict):
+            ps.append(p)
+        else:
+            d = {"name": p[0], "port": p[1], "protocol": p[2] if len(p) > 2 else "TCP"}
+            ps.append(d)
+    eps = [e if isinstance(e, dict) else k8s_endpoint(e) for e in endpoints]
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": name, "namespace": namespace,
+                         "labels": {"kubernetes.io/service-name": service,
+                                    "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"}},
+            "addressType": address_type, "endpoints": eps, "ports": ps}
+
+
+def k8s_list(items, kind="List"):
+    """`kubectl get ... -o json` output: a List (or ServiceList, EndpointSliceList)."""
+    return {"apiVersion": "v1", "kind": kind, "metadata": {"resourceVersion": ""}, "items": list(items)}
+
+
+_YAML_PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_./-]*$")
+
+
+def _yaml_scalar(v):
+    if v is None:
+        return "null"
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    if isinstance(v, (int, float)):
+        return json.dumps(v)
+    s = str(v)
+    # Plain when it cannot be read as anything but this string, else a JSON (= YAML) quoted one.
+    if _YAML_PLAIN.match(s) and s.lower() not in ("true", "false", "null", "yes", "no", "on", "off", "y", "n", "~"):
+        return s
+    return json.dumps(s)
+
+
+def _yaml_lines(obj, indent):
+    pad = " " * indent
+    out = []
+    if isinstance(obj, dict):
+        if not obj:
+            return [pad + "{}"]
+        for k, v in obj.items():
+            key = _yaml_scalar(k)
+            if isinstance(v, (dict, list)) and v:
+                out.append("%s%s:" % (pad, key))
+                out.extend(_yaml_lines(v, indent + 2))
+            else:
+                out.append("%s%s: %s" % (pad, key, "{}" if v == {} else "[]" if v == [] else _yaml_scalar(v)))
+    elif isinstance(obj, list):
+        if not obj:
+            return [pad + "[]"]
+        for v in obj:
+            if isinstance(v, (dict, list)) and v:
+                inner = _yaml_lines(v, indent + 2)
+                out.append(pad + "- " + inner[0][indent + 2:])
+                out.extend(inner[1:])
+            else:
+                out.append(pad + "- " + ("{}" if v == {} else "[]" if v == [] else _yaml_scalar(v)))
+    else:
+        out.append(pad + _yaml_scalar(obj))
+    return out
+
+
+def to_yaml(obj):
+    """Block-style YAML of a JSON-like value (what `kubectl get -o yaml` looks like)."""
+    return "\n".join(_yaml_lines(obj, 0)) + "\n"
+
+
+def yaml_stream(docs, comment=None):
+    """A multi-document YAML manifest (`---` between documents), with an optional # comment."""
+    head = "".join("# %s\n" % l for l in comment.splitlines()) if comment else ""
+    return head + "".join("---\n" + to_yaml(d) for d in docs)
+
+
+def write_text(path, text):
+    """Writes path in place (open, write, close: inotify sees IN_MODIFY + IN_CLOSE_WRITE)."""
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def write_atomic(path, text):
+    """Writes path atomically: a temporary file in the same directory, then rename()."""
+    tmp = "%s.tmp%d" % (path, os.getpid())
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.rename(tmp, path)
+
+
+def dumps(obj):
+    """JSON text for a config file (str passes through)."""
+    return obj if isinstance(obj, str) else json.dumps(obj, indent=1)
+
+
+class HostBackend(Backend):
+    """Backend bound to a given loopback address (127.0.0.0/8 or ::1) and optionally a given
+    port: with 127.0.0.x addresses several 'pods' share one port number, as pods do."""
+
+    def __init__(self, handler, host="127.0.0.1", port=0, name=None, backlog=512):
+        family = V6 if ":" in host else V4
+        self.family = family
+        self.handler = handler
+        self.name = name
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == V6:
+            self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        try:
+            self.sock.bind((host, port))
+        except BaseException:
+            self.sock.close()
+            raise
+        self.sock.listen(backlog)
+        self.sock.settimeout(0.05)
+        self.port = self.sock.getsockname()[1]
+        self.host = host
+        self.addr = "[%s]:%d" % (host, self.port) if family == V6 else "%s:%d" % (host, self.port)
+        self.lock = threading.Condition()
+        self.accepted = 0
+        self.conns = []
+        self.results = []
+        self.stopping = False
+        self.release = threading.Event()
+        self.thread = threading.Thread(target=self._accept_loop, daemon=True)
+        self.thread.start()
+
+
+def tag_echo_handler(tag):
+    """Backend handler: sends b"TAG|", then echoes until EOF (records accept time, bytes)."""
+    greeting = (tag if isinstance(tag, bytes) else tag.encode()) + b"|"
+    return echo_handler(greeting)
+
+
+def ask(port, payload=b"", family=V4, source=None, timeout=3.0, host=None):
+    """One short connection to a nodePort, from `source` (a loopback IP: 127.0.0.x is another
+    client IP) if given: send payload, half-close, read until EOF. Returns the reply."""
+    s = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        s.settimeout(timeout)
+        if source:
+            s.bind((source, 0))
+        s.connect((host or LOOPBACK[family], port))
+        if payload:
+            s.sendall(payload)
+        s.shutdown(socket.SHUT_WR)
+        return recv_all(s, timeout)
+    finally:
+        s.close()
+
+
+def ask_tag(port, family=V4, source=None, timeout=3.0):
+    """The tag of the tag_echo_handler backend that served one connection (its echo checked)."""
+    payload = os.urandom(16).hex().encode()
+    reply = ask(port, payload, family, source, timeout)
+    tag, sep, rest = reply.partition(b"|")
+    if not sep or rest != payload:
+        raise AssertionError("reply %r is not TAG|payload (payload %r)" % (reply[:80], payload))
+    return tag.decode()
+
+
+def listen_inodes(pid):
+    """{port: set of socket inodes} of the LISTEN TCP sockets of pid (`ss -tlnpe`)."""
+    out = subprocess.run(["ss", "-tlnpeH"], capture_output=True, text=True, timeout=10).stdout
+    tag = "pid=%d," % pid
+    res = {}
+    for line in out.splitlines():
+        if tag not in line:
+            continue
+        parts = line.split()
+        port = int(parts[3].rsplit(":", 1)[1])
+        m = re.search(r"ino:(\d+)", line)
+        if m:
+            res.setdefault(port, set()).add(int(m.group(1)))
+    return res
+
+
+def listening_anywhere(port):
+    """True if any process of this network namespace has a TCP LISTEN socket on port
+    (/proc/net/tcp{,6}: state 0A)."""
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(path) as f:
+                next(f)
+                for line in f:
+                    parts = line.split()
+                    if parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port:
+                        return True
+        except OSError:
+            pass
+    return False
+
+
+def udp_bound_anywhere(port):
+    """True if any socket of this network namespace is bound to UDP port (/proc/net/udp{,6})."""
+    for path in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(path) as f:
+                next(f)
+                for line in f:
+                    if int(line.split()[1].rsplit(":", 1)[1], 16) == port:
+                        return True
+        except OSError:
+            pass
+    return False
+
+
+# The proxy logs `configuration applied` once the new listeners are open and the update is
+# posted to its workers; the workers close removed listeners a few ms later (seen: up to ~15 ms
+# on a busy machine). Checks for "no longer listening" allow this much.
+WORKER_UPDATE_GRACE = 0.25
+
+
+def wait_not_listening(port, timeout=WORKER_UPDATE_GRACE):
+    """Waits (bounded) until nothing listens on TCP port; returns the seconds it took."""
+    t0 = time.monotonic()
+    wait_until(lambda: not listening_anywhere(port), timeout, 0.002, "no LISTEN socket on port %d" % port)
+    return time.monotonic() - t0
+
+
+def wait_udp_unbound(port, timeout=WORKER_UPDATE_GRACE):
+    """Waits (bounded) until no socket is bound to UDP port; returns the seconds it took."""
+    t0 = time.monotonic()
+    wait_until(lambda: not udp_bound_anywhere(port), timeout, 0.002, "no UDP socket on port %d" % port)
+    return time.monotonic() - t0
+
+
+def wait_listen_sockets(pid, port, count, timeout=WORKER_UPDATE_GRACE):
+    """Waits (bounded) until pid has exactly `count` LISTEN sockets on port (e.g. only the
+    zero-backlog holders, one per bind address, that drop traffic for externalTrafficPolicy
+    Local without a local endpoint, once the workers closed their listeners)."""
+    wait_until(lambda: len(listen_inodes(pid).get(port, ())) == count, timeout, 0.005,
+               "%d LISTEN sockets of pid %d on port %d" % (count, pid, port))
+
+
+def wait_applied(proxy, start, timeout=5.0):
+    """Waits for the first `configuration applied: generation=N` at or after log index start;
+    returns (index, N) and sets proxy.generation. Fails on a `configuration rejected` first."""
+    i, m = proxy.wait_for_log(r"configuration (applied: generation=(\d+)|rejected)", timeout, start)
+    if m.group(2) is None:
+        raise AssertionError("configuration rejected, expected it applied:\n%s" % proxy.tail(20))
+    proxy.generation = int(m.group(2))
+    return i, proxy.generation
+
+
+def wait_rejected(proxy, start, timeout=5.0):
+    """Waits for a `configuration rejected` line at or after start (fails if one is applied
+    first); returns its index."""
+    i, m = proxy.wait_for_log(r"configuration (applied: generation=(\d+)|rejected)", timeout, start)
+    if m.group(2) is not None:
+        raise AssertionError("configuration applied (generation %s), expected it rejected" % m.group(2))
+    return i
+
+
+class ConfigMapDir:
+    """A directory laid out as the kubelet lays out a ConfigMap volume:
+        dir/..2026_01_01_00_00_00.000000001/FILE   (the data)
+        dir/..data -> ..2026_01_01_00_00_00.000000001
+        dir/FILE -> ..data/FILE
+    update() writes a new timestamped directory, swaps ..data atomically (symlink ..data_tmp,
+    rename over ..data) and removes the old directory, exactly like the kubelet's AtomicWriter."""
+
+    def __init__(self, directory, filename, text):
+        self.dir = directory
+        self.filename = filename
+        self.serial = 0
+        os.makedirs(directory, exist_ok=True)
+        self.current = self._write_version(text)
+        os.symlink(self.current, os.path.join(directory, "..data"))
+        os.symlink(os.path.join("..data", filename), os.path.join(directory, filename))
+        self.path = os.path.join(directory, filename)
+
+    def _write_version(self, text):
+        self.serial += 1
+        name = "..2026_01_01_00_00_%02d.%09d" % (self.serial % 60, self.serial)
+        os.mkdir(os.path.join(self.dir, name))
+        with open(os.path.join(self.dir, name, self.filename), "w") as f:
+            f.write(text)
+        return name
+
+    def update(self, text):
+        old = self.current
+        self.current = self._write_version(text)
+        tmp = os.path.join(self.dir, "..data_tmp")
+        os.symlink(self.current, tmp)
+        os.rename(tmp, os.path.join(self.dir, "..data"))  # = mv -T ..data_tmp ..data
+        shutil.rmtree(os.path.join(self.dir, old))
+
+
+def http_get(port, path="/healthz", host="127.0.0.1", timeout=3.0):
+    """GET http://host:port/path; returns (status, {lower-case header: value}, body bytes)."""
+    import http.client
+    c = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        c.close()
+
+
+def drop_outcome(port, family=V4, timeout=2.0, payload=b"hello"):
+    """Connects to port and waits for a reply within timeout. Returns 'timeout' (connect or read
+    timed out with nothing received: the traffic was dropped), 'refused', 'reset', 'eof' or
+    'data'."""
+    s = socket.socket(family, socket.SOCK_STREAM)
+    t0 = time.monotonic()
+    try:
+        s.settimeout(timeout)
+        try:
+            s.connect((LOOPBACK[family], port))
+        except socket.timeout:
+            return "timeout"
+        except ConnectionRefusedError:
+            return "refused"
+        except ConnectionResetError:
+            return "reset"
+        try:
+            s.sendall(payload)
+        except (ConnectionResetError, BrokenPipeError):
+            return "reset"
+        outcome, data, _ = read_outcome(s, max(0.05, timeout - (time.monotonic() - t0)))
+        if data:
+            return "data"
+        return outcome
+    finally:
+        abort(s)
+
+
+class K8sTestCase(ProxyTestCase):
+    """ProxyTestCase for Kubernetes inputs and reloads: config files live in their own directory
+    self.cfg (the proxy watches it; its log is elsewhere); pods are tag_echo_handler backends."""
+
+    def setUp(self):
+        super().setUp()
+        self.cfg = os.path.join(self.tmp, "cfg")
+        os.mkdir(self.cfg)
+
+    def file(self, name, content):
+        path = os.path.join(self.cfg, name)
+        write_atomic(path, dumps(content))
+        return path
+
+    def start(self, files, extra=(), **kw):
+        args = []
+        for f in files:
+            args += ["--endpoints-file", f]
+        return self.proxy(args + list(extra), **kw)
+
+    def pod(self, tag, host="127.0.0.1", port=0):
+        b = HostBackend(tag_echo_handler(tag), host=host, port=port, name=tag)
+        self.addCleanup(b.close)
+        return b
+
+    def pods_on_one_port(self, tags_hosts):
+        """Pods on one shared port number: [(tag, host)] -> [backend] (retries on a clash)."""
+        for _ in range(30):
+            made = []
+            try:
+                for tag, host in tags_hosts:
+                    made.append(HostBackend(tag_echo_handler(tag), host=host,
+                                            port=made[0].port if made else 0, name=tag))
+            except OSError:
+                for b in made:
+                    b.close()
+                continue
+            for b in made:
+                self.addCleanup(b.close)
+            return made
+        self.fail("could not bind pods %r on one port number" % (tags_hosts,))
+
+    def tags(self, port, n, family=V4, source=None):
+        """Tags of the pods that served n sequential connections."""
+        return [ask_tag(port, family, source) for _ in range(n)]
+
+    def rewrite(self, proxy, path, content, timeout=5.0):
+        """Replaces path atomically and waits until the proxy applied a configuration read
+        after the write (its file watch reloads); returns the log index of that line."""
+        start = proxy.mark()
+        write_atomic(path, dumps(content))
+        return wait_applied(proxy, start, timeout)[0]
 
 
 if __name__ == "__main__":

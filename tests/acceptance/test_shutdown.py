@@ -1,5 +1,6 @@
 """SIGTERM drain (ACCEPTANCE row 17)."""
 
+import os
 import socket
 import threading
 import time
@@ -42,7 +43,7 @@ class Drain(npp.ProxyTestCase):
         p_stream, p_echo = npp.free_ports(2)
         proxy = self.proxy_for([npp.svc("stream", p_stream, [stream_pod.addr]),
                                 npp.svc("echo", p_echo, [echo_pod.addr])],
-                               extra=["--shutdown-grace-period", "2s"])
+                               extra=["--shutdown-grace-period", "2s"] + (["--splice", "false"] if os.environ.get("NOSPLICE") else []))
         idle = self.client(p_echo)
         idle_local = idle.getsockname()
         idle.sendall(b"before")
