@@ -141,6 +141,8 @@ int run_demo(const config::snapshot& snap, settings cfg, std::string node_name, 
         std::cout << "\n" << opts.requests << " requests through nodePort " << first->node_port << ":\n";
         for (int i = 1; i <= opts.requests; ++i) std::cout << "  request " << i << " -> " << fetch(to) << "\n";
         std::cout << "\nTry it yourself:  curl http://127.0.0.1:" << first->node_port << "/\n";
+        if (!cfg.metrics_bind_address.empty())
+          std::cout << "Live status page: http://" << cfg.metrics_bind_address << "/status\n";
         if (!opts.exit_after) std::cout << "Press Ctrl-C to stop.\n";
         std::cout.flush();
       }

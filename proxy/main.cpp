@@ -379,6 +379,7 @@ int main(int argc, char** argv) {
   if (*demo) {
     try {
       if (df.nodeport_addresses.empty()) df.nodeport_addresses = "127.0.0.0/8";
+      if (df.healthz_bind_address == "0.0.0.0:10356") df.healthz_bind_address = "127.0.0.1:10356";  // loopback only
       if (df.endpoints_files.empty() && df.forwards.empty()) df.endpoints_files.push_back(proxy::default_demo_file());
       auto s = to_settings(df);
       auto opts = load_opts(df);
