@@ -95,9 +95,10 @@ def _node_port_candidates():
     return ranges or [(10000, 65000)]
 
 
-def _bindable(port):
+def _bindable(port, kind=socket.SOCK_STREAM):
+    """True if `port` is free for `kind` sockets on both 127.0.0.1 and ::1."""
     for family in (V4, V6):
-        s = socket.socket(family, socket.SOCK_STREAM)
+        s = socket.socket(family, kind)
         try:
             if family == V6:
                 s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
@@ -1069,17 +1070,7 @@ UDP_MAX_V6 = 65527  # largest UDP payload over IPv6 without jumbograms: 65535 - 
 
 def udp_bindable(port):
     """True if UDP `port` is free on both 127.0.0.1 and ::1."""
-    for family in (V4, V6):
-        s = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            if family == V6:
-                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            s.bind((LOOPBACK[family], port))
-        except OSError:
-            return False
-        finally:
-            s.close()
-    return True
+    return _bindable(port, socket.SOCK_DGRAM)
 
 
 def free_port_tcp_udp():
