@@ -67,11 +67,8 @@ struct server::impl {
 
   void begin_drain(reload_fn&) {
     draining = true;
-    std::size_t open = 0;
-    for (auto& w : workers) open += w->sessions();  // approximate: read across threads for the log only
     spdlog::info("shutting down: listeners closed, draining connections for up to {} ms",
                  cfg.shutdown_grace_period.count());
-    (void)open;
     rec->release_all();
     auto deadline = std::chrono::steady_clock::now() + cfg.shutdown_grace_period;
     for (auto& w : workers) w->post_drain(deadline);
