@@ -131,6 +131,20 @@ bool cidr::contains(const ip_address& addr_in) const {
   return (addr.bytes[full] & mask) == (network.bytes[full] & mask);
 }
 
+std::optional<cidr> parse_source_range(std::string_view text, std::string* error) {
+  auto c = cidr::parse(text, error);
+  if (!c) return c;
+  if (c->prefix >= 96 && c->network.is_v4_mapped()) {
+    if (error) {
+      cidr v4{c->network.unmapped(), c->prefix - 96};
+      *error = "an IPv4-mapped block never matches (IPv4 clients are matched as IPv4, also on dual-stack sockets): "
+               "write " + v4.str();
+    }
+    return std::nullopt;
+  }
+  return c;
+}
+
 std::string cidr::str() const { return network.str() + "/" + std::to_string(prefix); }
 
 }  // namespace npp::config

@@ -55,4 +55,9 @@ struct cidr {
   friend bool operator==(const cidr&, const cidr&) = default;
 };
 
+/// Parses one source-address block of an allowlist (allowSourceRanges, --allow-source-ranges):
+/// cidr::parse(), and also refuses blocks inside ::ffff:0:0/96. Such a block could never match:
+/// IPv4-mapped clients are matched as IPv4 (cidr::contains), so the IPv4 block must be written.
+std::optional<cidr> parse_source_range(std::string_view text, std::string* error = nullptr);
+
 }  // namespace npp::config

@@ -15,6 +15,15 @@ constexpr std::string_view service_name_label = "kubernetes.io/service-name";
 constexpr std::string_view proxy_name_label = "service.kubernetes.io/service-proxy-name";
 constexpr std::string_view headless_label = "service.kubernetes.io/headless";
 
+// Our annotations on a Service: the native keys allowSourceRanges, proxyProtocol, maxConnections
+// and maxConnectionsPerSource (annotation values are always strings). Any other key with our
+// prefix is an error: a misspelt allow-source-ranges must not silently open the port to everyone.
+constexpr std::string_view annotation_prefix = "nodeport-proxy.io/";
+constexpr std::string_view allow_source_ranges_annotation = "nodeport-proxy.io/allow-source-ranges";
+constexpr std::string_view proxy_protocol_annotation = "nodeport-proxy.io/proxy-protocol";
+constexpr std::string_view max_connections_annotation = "nodeport-proxy.io/max-connections";
+constexpr std::string_view max_connections_per_source_annotation = "nodeport-proxy.io/max-connections-per-source";
+
 // "Service ops/admin-ui", "items[3] (Service ops/admin-ui)", "documents[1] (EndpointSlice)".
 std::string object_label(const std::string& position, std::string_view kind, const std::string& ns,
                          const std::string& name) {
@@ -114,6 +123,74 @@ std::string metadata_namespace(const json& obj) {
 // ---------------------------------------------------------------------------------------------
 // Service
 
+std::string annotation_field(std::string_view key) { return "metadata.annotations[" + path_segment(key) + "]"; }
+
+std::string_view trim(std::string_view s) {
+  constexpr std::string_view space = " \t\r\n";
+  const auto first = s.find_first_not_of(space);
+  if (first == std::string_view::npos) return {};
+  return s.substr(first, s.find_last_not_of(space) - first + 1);
+}
+
+// A connection limit written as an annotation: decimal digits only, 1..max_connection_limit.
+std::optional<std::size_t> parse_limit(std::string_view text) {
+  if (text.empty() || text.size() > 10 || !std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return std::nullopt;
+  std::uint64_t n = 0;
+  for (char c : text) n = n * 10 + static_cast<std::uint64_t>(c - '0');
+  if (n < 1 || n > static_cast<std::uint64_t>(max_connection_limit)) return std::nullopt;
+  return static_cast<std::size_t>(n);
+}
+
+// The nodeport-proxy.io/ annotations (see annotation_prefix). Other annotations are not ours and
+// are ignored, as the API server ignores them.
+void read_annotations(object_reader& r, const json* meta, service& svc) {
+  const json* annotations = r.object(meta, "annotations", "metadata.annotations");
+  if (annotations == nullptr) return;
+  for (const auto& [key, value] : annotations->items()) {
+    if (key.rfind(annotation_prefix, 0) != 0) continue;
+    const std::string field = annotation_field(key);
+    if (!value.is_string()) {
+      r.add(field, invalid(describe(value), "must be a string"));
+      continue;
+    }
+    const std::string& text = value.get_ref<const std::string&>();
+    if (key == allow_source_ranges_annotation) {
+      // Comma-separated, spaces allowed around items; empty (or only commas) allows every source.
+      std::string_view rest = text;
+      while (!rest.empty()) {
+        const auto comma = rest.find(',');
+        const std::string_view item = trim(rest.substr(0, comma));
+        rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+        if (item.empty()) continue;
+        std::string why;
+        if (auto block = parse_source_range(item, &why))
+          svc.allow_source_ranges.push_back(*block);
+        else
+          r.add(field, invalid(quote_short(item), why));
+      }
+    } else if (key == proxy_protocol_annotation) {
+      if (text == "v1")
+        svc.proxy_protocol = proxy_protocol_version::v1;
+      else if (text == "v2")
+        svc.proxy_protocol = proxy_protocol_version::v2;
+      else
+        r.add(field, unsupported(text, {"v1", "v2"}));
+    } else if (key == max_connections_annotation || key == max_connections_per_source_annotation) {
+      auto limit = parse_limit(text);
+      if (!limit)
+        r.add(field, invalid(quote_short(text), std::string("must be an integer: ") + connection_limit_range +
+                                                    " (remove the annotation for no limit)"));
+      else
+        (key == max_connections_annotation ? svc.max_connections : svc.max_connections_per_source) = *limit;
+    } else {
+      r.add(field, "unknown annotation " + quote_short(key) + ": supported annotations: " +
+                       quote(allow_source_ranges_annotation) + ", " + quote(max_connections_annotation) + ", " +
+                       quote(max_connections_per_source_annotation) + ", " + quote(proxy_protocol_annotation));
+    }
+  }
+}
+
 void decode_service(const json& obj, const std::string& position, decoded_input& out, std::vector<problem>& problems) {
   const std::string ns = metadata_namespace(obj), name = metadata_name(obj);
   object_reader r(object_label(position, "Service", ns, name), problems);
@@ -165,6 +242,7 @@ void decode_service(const json& obj, const std::string& position, decoded_input&
   svc.name = name;
   svc.origin = r.label();
   svc.kubernetes_object = true;
+  read_annotations(r, meta, svc);
 
   // Defaults as SetDefaults_Service applies them: sessionAffinity None (10800 s when ClientIP),
   // externalTrafficPolicy Cluster, allocateLoadBalancerNodePorts true, protocol TCP.

@@ -23,6 +23,12 @@
 //  - The same address:port from several slices is one endpoint. If the copies' conditions
 //    differ (an endpoint moving between slices), the most usable copy wins: ready over
 //    serving-only over neither; on a tie the first in input order.
+//  - Annotations nodeport-proxy.io/allow-source-ranges (comma-separated CIDRs), proxy-protocol
+//    (v1|v2), max-connections and max-connections-per-source set the fields the native keys
+//    allowSourceRanges, proxyProtocol, maxConnections and maxConnectionsPerSource set
+//    (examples/README.md). Any other nodeport-proxy.io/ annotation is an error (a typo must not
+//    leave a port open); other annotations are ignored. spec.loadBalancerSourceRanges is not
+//    used: it is for load balancer traffic, and kube-proxy does not apply it to nodePorts.
 //  - publishNotReadyAddresses: true marks every endpoint of the Service ready, as the
 //    EndpointSlice controller does for slices it writes. For slices from a live cluster this
 //    changes nothing (they already say ready); for hand-written slices and native "backends" it

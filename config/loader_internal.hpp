@@ -60,6 +60,11 @@ struct decoded_input {
   std::optional<port_range> range;       ///< the native file's nodePortRange, if given and valid
 };
 
+/// Largest maxConnections / maxConnectionsPerSource (native key or annotation).
+constexpr int max_connection_limit = 2147483647;
+/// The detail of an out-of-range connection limit.
+constexpr const char* connection_limit_range = "must be between 1 and 2147483647, inclusive";
+
 /// health_check_node_port value that asks check_and_allocate() to allocate one.
 constexpr int allocate_health_check_port = -1;
 

@@ -338,7 +338,8 @@ class native_reader {
     service svc;
     if (!is_object(j, path)) return svc;
     reject_unknown_keys(j, path, {"namespace", "name", "sessionAffinity", "sessionAffinityConfig",
-                                  "externalTrafficPolicy", "ports"});
+                                  "externalTrafficPolicy", "allowSourceRanges", "proxyProtocol", "maxConnections",
+                                  "maxConnectionsPerSource", "ports"});
 
     // Defaults (one visible block): namespace "default", sessionAffinity None with a 10800 s
     // timeout, externalTrafficPolicy Cluster, protocol TCP, nodePort allocated. They live in the
@@ -394,6 +395,8 @@ class native_reader {
         add(child_path(path, "externalTrafficPolicy"), unsupported(*policy, {"Cluster", "Local"}));
     }
 
+    read_access(j, path, svc);
+
     const std::string ports_path = child_path(path, "ports");
     const json* ports = find(j, "ports");
     if (ports == nullptr || (ports->is_array() && ports->empty())) {
@@ -412,6 +415,48 @@ class native_reader {
       check_port_set(svc, ports_path, valid_name, valid_key);
     }
     return svc;
+  }
+
+  // allowSourceRanges, proxyProtocol, maxConnections, maxConnectionsPerSource. Defaults (absent
+  // keys): every source allowed, no PROXY header, no cap. Rules across ports (PROXY protocol and
+  // UDP) are checked with the whole snapshot (check_access in validate.cpp), for every input.
+  void read_access(const json& j, const std::string& path, service& svc) {
+    if (const json* ranges = find(j, "allowSourceRanges")) {
+      const std::string ranges_path = child_path(path, "allowSourceRanges");
+      if (!ranges->is_array()) {
+        add(ranges_path, invalid(describe(*ranges), "must be an array of CIDR blocks such as \"10.0.0.0/8\""));
+      } else {
+        for (std::size_t k = 0; k < ranges->size(); ++k) {
+          const json& item = (*ranges)[k];
+          if (!item.is_string()) {
+            add(index_path(ranges_path, k), invalid(describe(item), "must be a string such as \"10.0.0.0/8\""));
+            continue;
+          }
+          std::string why;
+          if (auto block = parse_source_range(item.get_ref<const std::string&>(), &why))
+            svc.allow_source_ranges.push_back(*block);
+          else
+            add(index_path(ranges_path, k), invalid(describe(item), why));
+        }
+      }
+    }
+    if (auto version = string_field(j, path, "proxyProtocol")) {
+      if (*version == "v1")
+        svc.proxy_protocol = proxy_protocol_version::v1;
+      else if (*version == "v2")
+        svc.proxy_protocol = proxy_protocol_version::v2;
+      else
+        add(child_path(path, "proxyProtocol"), unsupported(*version, {"v1", "v2"}));
+    }
+    // 0 would read as "no connection at all" to some and "no limit" to others: omit the key instead.
+    for (auto [key, out] : {std::pair<std::string_view, std::size_t*>{"maxConnections", &svc.max_connections},
+                            {"maxConnectionsPerSource", &svc.max_connections_per_source}}) {
+      if (const json* limit = find(j, key)) {
+        if (auto n = integer_value(*limit, child_path(path, key), 1, max_connection_limit, connection_limit_range,
+                                   "omit " + std::string(key) + " for no limit"))
+          *out = static_cast<std::size_t>(*n);
+      }
+    }
   }
 
   void read_affinity_config(const json& config, const std::string& path, service& svc) {

@@ -12,6 +12,15 @@ std::string_view to_string(protocol p) {
   return "?";
 }
 
+std::string_view to_string(proxy_protocol_version v) {
+  switch (v) {
+    case proxy_protocol_version::off: return "off";
+    case proxy_protocol_version::v1: return "v1";
+    case proxy_protocol_version::v2: return "v2";
+  }
+  return "?";
+}
+
 // A decimal port number with nothing around it: no sign, no spaces, at most 5 digits (so that
 // "0000080" style padding and huge values are refused before conversion).
 static bool parse_range_bound(std::string_view text, int& out) {

@@ -2,6 +2,7 @@
 // The validated, immutable configuration the data plane runs from. Every source (native JSON
 // file, --forward flags, later Kubernetes objects and the API watch) produces one of these;
 // proxy/ reads it and never parses a file format. A published snapshot is never mutated.
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -40,6 +41,10 @@ struct endpoint {
 
 enum class session_affinity : std::uint8_t { none, client_ip };
 enum class traffic_policy : std::uint8_t { cluster, local };
+/// PROXY protocol header sent to the endpoint before any client byte (TCP only).
+enum class proxy_protocol_version : std::uint8_t { off, v1, v2 };
+/// "off" / "v1" / "v2".
+std::string_view to_string(proxy_protocol_version v);
 
 /// One port of a Service: what the proxy binds (node_port, proto) and where it forwards.
 struct service_port {
@@ -74,6 +79,19 @@ struct service {
   /// "FILE: " when several files were loaded. Empty: "services[<index>]". Informational.
   std::string origin;
   bool kubernetes_object = false;  ///< from a Kubernetes Service: fields live under spec./metadata.
+
+  // Access and limits (native keys allowSourceRanges, proxyProtocol, maxConnections,
+  // maxConnectionsPerSource; annotations nodeport-proxy.io/... on a Kubernetes Service).
+  /// Client source blocks allowed to connect (TCP) or to open a session (UDP); a client passes
+  /// if any block contains its address. Empty: every source (the global --allow-source-ranges
+  /// still applies). IPv4-mapped clients (::ffff:a.b.c.d) are matched as IPv4.
+  std::vector<cidr> allow_source_ranges;
+  /// PROXY protocol header to send to the endpoint on every TCP connection (off: none).
+  proxy_protocol_version proxy_protocol = proxy_protocol_version::off;
+  /// Cap on open TCP connections of the Service, over all its ports and workers (0: none).
+  std::size_t max_connections = 0;
+  /// Cap on open TCP connections of the Service from one client IP address (0: none).
+  std::size_t max_connections_per_source = 0;
   /// "namespace/name"
   std::string id() const { return ns + "/" + name; }
 };

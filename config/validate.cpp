@@ -104,6 +104,46 @@ bool may_share(const snapshot& snap, port_ref a, port_ref b) {
   return a.svc == b.svc && pa.proto != pb.proto && pa.port == pb.port;
 }
 
+// Where a service-level access setting was written: "services[0].proxyProtocol" (native) or
+// "Service ops/admin: metadata.annotations[nodeport-proxy.io/proxy-protocol]" (Kubernetes).
+std::string access_path(const snapshot& snap, std::size_t i, std::string_view native_key, std::string_view annotation) {
+  const service& svc = snap.services[i];
+  if (svc.kubernetes_object)
+    return service_path(snap, i) + ": metadata.annotations[nodeport-proxy.io/" + std::string(annotation) + "]";
+  return service_path(snap, i) + "." + std::string(native_key);
+}
+
+// PROXY protocol is refused for a Service with a UDP port rather than silently sent on its TCP
+// ports only. For datagrams there is no sound framing: a header on the first datagram of a flow
+// (nginx) is lost when that datagram is, and the endpoint cannot tell which datagram carries one;
+// a header on every datagram (PROXY v2 DGRAM) changes every payload, which no UDP server expects
+// unless it was built for it. Connection limits count TCP connections; UDP sessions have their
+// own cap (--udp-max-sessions), so a limit on a Service without a TCP port would do nothing.
+void check_access(const snapshot& snap, std::size_t i, std::vector<problem>& problems) {
+  const service& svc = snap.services[i];
+  const bool any_tcp = std::any_of(svc.ports.begin(), svc.ports.end(), [](const service_port& p) { return p.proto == protocol::tcp; });
+  if (svc.proxy_protocol != proxy_protocol_version::off) {
+    for (std::size_t j = 0; j < svc.ports.size(); ++j) {
+      if (svc.ports[j].proto != protocol::udp) continue;
+      problems.push_back({access_path(snap, i, "proxyProtocol", "proxy-protocol"),
+                          "Forbidden: PROXY protocol is sent on TCP connections only and port " +
+                              (svc.ports[j].name.empty() ? std::to_string(svc.ports[j].port) : quote(svc.ports[j].name)) +
+                              " is UDP; put the UDP ports in a Service of their own"});
+      break;
+    }
+  }
+  if (!any_tcp && !svc.ports.empty()) {
+    if (svc.max_connections != 0)
+      problems.push_back({access_path(snap, i, "maxConnections", "max-connections"),
+                          "Forbidden: limits TCP connections and the Service has no TCP port "
+                          "(UDP sessions are capped by --udp-max-sessions)"});
+    if (svc.max_connections_per_source != 0)
+      problems.push_back({access_path(snap, i, "maxConnectionsPerSource", "max-connections-per-source"),
+                          "Forbidden: limits TCP connections and the Service has no TCP port "
+                          "(UDP sessions are capped by --udp-max-sessions)"});
+  }
+}
+
 }  // namespace
 
 void check_and_allocate(snapshot& snap, std::vector<problem>& problems) {
@@ -155,6 +195,9 @@ void check_and_allocate(snapshot& snap, std::vector<problem>& problems) {
                                                   : service_path(snap, i) + ".name",
                           "Duplicate value: " + quote(svc.id())});
   }
+
+  // Access settings that depend on the ports: PROXY protocol and connection limits are TCP only.
+  for (std::size_t i = 0; i < snap.services.size(); ++i) check_access(snap, i, problems);
 
   // 3. Allocation. Skipped once anything is wrong: allocating around a broken input gives
   // misleading "range is full" errors and a snapshot nobody will run.

@@ -47,6 +47,7 @@ struct run_flags {
   std::vector<std::string> forwards;
   unsigned workers = 0;
   std::string nodeport_addresses;
+  std::string allow_source_ranges;
   std::string node_port_range;
   std::string connect_timeout = "5s";
   unsigned connect_attempts = 3;
@@ -74,6 +75,9 @@ void add_run_flags(CLI::App& cmd, run_flags& f) {
   cmd.add_option("--workers", f.workers, "Worker threads (default: one per core)")->check(CLI::Range(1, 256));
   cmd.add_option("--nodeport-addresses", f.nodeport_addresses,
                  "CIDRs of local addresses to bind nodePorts on, comma-separated (default: all, IPv4 and IPv6)");
+  cmd.add_option("--allow-source-ranges", f.allow_source_ranges,
+                 "CIDRs of client sources allowed on every nodePort, comma-separated, in addition to each Service's "
+                 "allowSourceRanges (a client must pass both); others are reset (TCP) or dropped (UDP). Default: all");
   cmd.add_option("--service-node-port-range", f.node_port_range,
                  "Range of valid nodePorts, N1-N2 (default: the file's nodePortRange, else 30000-32767)");
   cmd.add_option("--connect-timeout", f.connect_timeout, "Timeout of one upstream connect attempt")
@@ -111,24 +115,35 @@ void add_run_flags(CLI::App& cmd, run_flags& f) {
                  "This node's name (externalTrafficPolicy: Local); default: $NODE_NAME, else the host name");
 }
 
-/// Turns flags into data-plane settings; throws std::invalid_argument with a message for the user.
-proxy::settings to_settings(const run_flags& f) {
-  proxy::settings s;
-  s.workers = f.workers;
-  std::string list = f.nodeport_addresses;
+/// A comma-separated CIDR list flag, each item read by `parse`; empty items are skipped. Throws
+/// std::invalid_argument naming the flag and the item.
+template <class Parse>
+std::vector<config::cidr> cidr_list(const std::string& flag, const std::string& list, Parse parse) {
+  std::vector<config::cidr> out;
   std::size_t start = 0;
   while (start <= list.size() && !list.empty()) {
     auto comma = list.find(',', start);
     auto item = list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
     if (!item.empty()) {
       std::string why;
-      auto c = config::cidr::parse(item, &why);
-      if (!c) throw std::invalid_argument("--nodeport-addresses: " + item + ": " + why);
-      s.nodeport_addresses.push_back(*c);
+      auto c = parse(item, &why);
+      if (!c) throw std::invalid_argument(flag + ": " + item + ": " + why);
+      out.push_back(*c);
     }
     if (comma == std::string::npos) break;
     start = comma + 1;
   }
+  return out;
+}
+
+/// Turns flags into data-plane settings; throws std::invalid_argument with a message for the user.
+proxy::settings to_settings(const run_flags& f) {
+  proxy::settings s;
+  s.workers = f.workers;
+  s.nodeport_addresses = cidr_list("--nodeport-addresses", f.nodeport_addresses,
+                                   [](std::string_view t, std::string* why) { return config::cidr::parse(t, why); });
+  s.allowed_sources = proxy::allowlist(cidr_list("--allow-source-ranges", f.allow_source_ranges,
+                                                 [](std::string_view t, std::string* why) { return config::parse_source_range(t, why); }));
   s.connect_timeout = duration_of(f.connect_timeout);
   s.connect_attempts = f.connect_attempts;
   s.idle_timeout = duration_of(f.idle_timeout);
@@ -213,7 +228,7 @@ int cmd_run(const run_flags& f) {
   // Until the control loop handles SIGHUP, a reload request must not kill the process (the
   // default action); a change it announced is caught by the fingerprint check below.
   std::signal(SIGHUP, SIG_IGN);
-  const std::string loaded_fingerprint = fingerprint(f.endpoints_files);
+  std::string loaded_fingerprint = fingerprint(f.endpoints_files);  // of the inputs last loaded
   config::snapshot first;
   try {
     first = load_all(f, opts);
@@ -229,8 +244,13 @@ int cmd_run(const run_flags& f) {
       return exit_error;
     }
     std::vector<std::filesystem::path> watch(f.endpoints_files.begin(), f.endpoints_files.end());
-    return srv.run([&] { return std::make_shared<const config::snapshot>(load_all(f, opts)); }, watch,
-                   [&] { return fingerprint(f.endpoints_files) != loaded_fingerprint; });
+    auto reload = [&] {
+      auto fp = fingerprint(f.endpoints_files);  // before reading: a later change is never missed
+      auto snap = std::make_shared<const config::snapshot>(load_all(f, opts));
+      loaded_fingerprint = std::move(fp);
+      return snap;
+    };
+    return srv.run(reload, watch, [&] { return fingerprint(f.endpoints_files) != loaded_fingerprint; });
   } catch (const std::exception& e) {
     spdlog::error("{}", e.what());
     return exit_error;

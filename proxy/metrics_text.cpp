@@ -50,7 +50,9 @@ struct counter_mapping {
 
 constexpr std::string_view rejected_help =
     "Client connections reset before they were proxied, by reason (limit: --max-connections; "
-    "no_endpoints: no usable endpoint; connect_failed: every upstream connect attempt failed).";
+    "allowlist: source not in allowSourceRanges or --allow-source-ranges; service_limit: the service's "
+    "maxConnections; source_limit: the service's maxConnectionsPerSource; no_endpoints: no usable endpoint; "
+    "connect_failed: every upstream connect attempt failed).";
 constexpr std::string_view bytes_help = "Bytes relayed between clients and endpoints, by direction.";
 constexpr std::string_view closed_help = "Proxied connections ended by a timeout or a reset, by reason.";
 constexpr std::string_view udp_datagrams_help = "UDP datagrams relayed between clients and endpoints, by direction.";
@@ -58,12 +60,16 @@ constexpr std::string_view udp_ended_help =
     "UDP sessions ended, by reason (expired: idle timeout; evicted: made room in a full session table; "
     "reset: an ICMP error or a send error).";
 constexpr std::string_view udp_dropped_help =
-    "UDP datagrams dropped, by reason (no_endpoints; session_limit: table full of active sessions; "
+    "UDP datagrams dropped, by reason (no_endpoints; allowlist: source not in allowSourceRanges or "
+    "--allow-source-ranges; session_limit: table full of active sessions; "
     "buffer_full: send buffer full or send error; oversize: larger than the largest UDP datagram).";
 
 constexpr counter_mapping counter_table[] = {
     {"connections_accepted", "connections_accepted_total", "", "", ""},
     {"connections_rejected_limit", "connections_rejected_total", "reason", "limit", rejected_help},
+    {"connections_rejected_allowlist", "connections_rejected_total", "reason", "allowlist", rejected_help},
+    {"connections_rejected_service_limit", "connections_rejected_total", "reason", "service_limit", rejected_help},
+    {"connections_rejected_source_limit", "connections_rejected_total", "reason", "source_limit", rejected_help},
     {"connections_rejected_no_endpoints", "connections_rejected_total", "reason", "no_endpoints", rejected_help},
     {"connections_connect_failed", "connections_rejected_total", "reason", "connect_failed", rejected_help},
     {"upstream_connect_attempts", "upstream_connect_attempts_total", "", "", ""},
@@ -82,6 +88,7 @@ constexpr counter_mapping counter_table[] = {
     {"udp_sessions_reset", "udp_sessions_ended_total", "reason", "reset", udp_ended_help},
     {"udp_sessions_moved", "udp_sessions_moved_total", "", "", ""},
     {"udp_dropped_no_endpoints", "udp_datagrams_dropped_total", "reason", "no_endpoints", udp_dropped_help},
+    {"udp_dropped_allowlist", "udp_datagrams_dropped_total", "reason", "allowlist", udp_dropped_help},
     {"udp_dropped_session_limit", "udp_datagrams_dropped_total", "reason", "session_limit", udp_dropped_help},
     {"udp_dropped_buffer_full", "udp_datagrams_dropped_total", "reason", "buffer_full", udp_dropped_help},
     {"udp_dropped_oversize", "udp_datagrams_dropped_total", "reason", "oversize", udp_dropped_help},

@@ -12,6 +12,8 @@
 
 #include "config/snapshot.hpp"
 #include "proxy/affinity.hpp"
+#include "proxy/allowlist.hpp"
+#include "proxy/connection_limits.hpp"
 #include "proxy/stats.hpp"
 
 namespace npp::proxy {
@@ -43,6 +45,20 @@ struct port_runtime {
   bool drop_when_empty = false;
   /// role::health_check: ready endpoints on this node (the body's localEndpoints).
   std::size_t local_endpoints = 0;
+
+  // Access and limits of the Service (role::forward). The global --allow-source-ranges and
+  // --max-connections live in settings / shared_state; a client must pass those too.
+  /// allowSourceRanges: checked at accept (TCP) and before a UDP session is created.
+  allowlist allowed_sources;
+  /// proxyProtocol: header written to the endpoint before any client byte (TCP).
+  config::proxy_protocol_version proxy_protocol = config::proxy_protocol_version::off;
+  /// maxConnections (0: none), counted in `limits` over every port of the Service.
+  std::size_t max_connections = 0;
+  /// maxConnectionsPerSource (0: none), counted in `limits`.
+  std::size_t max_connections_per_source = 0;
+  /// Open TCP connections of the Service: one object per Service, shared by its ports and kept
+  /// across snapshots. Never null for role::forward.
+  std::shared_ptr<connection_limits> limits;
 
   /// Index of the endpoint for a new connection or UDP session from `client`: the affinity
   /// record if there is a fresh one, else round-robin over all workers. Requires !endpoints.empty().

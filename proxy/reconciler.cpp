@@ -22,6 +22,9 @@ std::shared_ptr<const port_runtime> reconciler::runtime_for(const config::servic
   const bool client_ip = svc.affinity == config::session_affinity::client_ip;
   const auto timeout = std::chrono::seconds(svc.affinity_timeout_seconds);
   const bool drop = svc.external_traffic_policy == config::traffic_policy::local;
+  const allowlist sources(svc.allow_source_ranges);
+  auto& limits = limits_[svc.id()];
+  if (!limits) limits = std::make_shared<connection_limits>();
 
   // Same service port, same endpoint set, same affinity: keep the object, and with it the
   // round-robin position and the affinity records (state survives unrelated changes).
@@ -34,7 +37,10 @@ std::shared_ptr<const port_runtime> reconciler::runtime_for(const config::servic
       auto a = old.endpoint_addrs, b = usable;
       std::sort(a.begin(), a.end());
       std::sort(b.begin(), b.end());
-      if (a == b && same_affinity && old.drop_when_empty == drop) return it->second;
+      const bool same_access = old.allowed_sources == sources && old.proxy_protocol == svc.proxy_protocol &&
+                               old.max_connections == svc.max_connections &&
+                               old.max_connections_per_source == svc.max_connections_per_source;
+      if (a == b && same_affinity && old.drop_when_empty == drop && same_access) return it->second;
     }
   }
   auto rt = std::make_shared<port_runtime>();
@@ -45,6 +51,11 @@ std::shared_ptr<const port_runtime> reconciler::runtime_for(const config::servic
   rt->proto = sp.proto;
   rt->node_port = sp.node_port;
   rt->drop_when_empty = drop;
+  rt->allowed_sources = sources;
+  rt->proxy_protocol = svc.proxy_protocol;
+  rt->max_connections = svc.max_connections;
+  rt->max_connections_per_source = svc.max_connections_per_source;
+  rt->limits = limits;
   // A changed set is reshuffled and the index starts over (kube-proxy's userspace LoadBalancerRR),
   // so every node does not send its first connection to the same pod.
   std::shuffle(usable.begin(), usable.end(), rng_);
@@ -99,8 +110,9 @@ std::shared_ptr<const port_runtime> reconciler::health_check_runtime(const confi
 apply_result reconciler::apply(const config::snapshot& snap) {
   apply_result result;
   std::map<port_id, std::shared_ptr<const port_runtime>> next_ports;
-  std::set<std::string> live_stats;
+  std::set<std::string> live_stats, live_services;
   for (const auto& svc : snap.services) {
+    live_services.insert(svc.id());
     for (const auto& sp : svc.ports) {
       ++result.ports;
       const port_id id{sp.proto, sp.node_port};
@@ -113,6 +125,9 @@ apply_result reconciler::apply(const config::snapshot& snap) {
     }
   }
   std::erase_if(stats_, [&](const auto& kv) { return !live_stats.count(kv.first); });
+  // A Service that is gone takes its connection counts with it: its open connections keep
+  // their object (through their slots) and a Service re-added later starts from zero.
+  std::erase_if(limits_, [&](const auto& kv) { return !live_services.count(kv.first); });
 
   // Holders: open for new keys, close for removed ones.
   std::map<port_id, std::string> bind_errors;
@@ -238,6 +253,10 @@ void reconciler::fill(status_report& report) const {
       ps.port = sp.port;
       ps.node_port = sp.node_port;
       ps.node_port_allocated = sp.node_port_allocated;
+      for (const auto& b : svc.allow_source_ranges) ps.allow_source_ranges.push_back(b.str());
+      ps.proxy_protocol = std::string(config::to_string(svc.proxy_protocol));
+      ps.max_connections = svc.max_connections;
+      ps.max_connections_per_source = svc.max_connections_per_source;
       const port_id id{sp.proto, sp.node_port};
       if (auto e = bind_errors_.find(id); e != bind_errors_.end()) ps.bind_error = e->second;
       const port_runtime* rt = nullptr;
@@ -262,6 +281,7 @@ void reconciler::fill(status_report& report) const {
         }
         ps.endpoints.push_back(std::move(es));
       }
+      if (rt && rt->limits) ps.service_connections_active = rt->limits->active();
       if (rt && rt->stats) {
         for (unsigned w = 0; w < rt->stats->workers(); ++w) {
           const auto& c = rt->stats->worker(w);

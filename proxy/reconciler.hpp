@@ -63,6 +63,7 @@ class reconciler {
   std::set<listener_key> dropping_;                    ///< holders listening unaccepted (Local, no endpoint)
   std::map<port_id, std::shared_ptr<const port_runtime>> ports_;       ///< current port configs
   std::map<std::string, std::shared_ptr<port_stats>> stats_;           ///< by "ns/name/port/proto"
+  std::map<std::string, std::shared_ptr<connection_limits>> limits_;  ///< by service id "ns/name"
   std::shared_ptr<const config::snapshot> snapshot_;  ///< last applied (for status)
   std::map<port_id, std::string> bind_errors_;         ///< ports that could not be bound
   std::mt19937_64 rng_{std::random_device{}()};          ///< endpoint shuffling

@@ -6,6 +6,7 @@
 #include <boost/asio/post.hpp>
 #include <algorithm>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <csignal>
 #include <thread>
 
@@ -134,6 +135,12 @@ server::server(settings cfg, std::string node_name) : impl_(std::make_unique<imp
   for (auto& a : addrs) list += (list.empty() ? "" : " ") + a.str() + (a.dual_stack ? " (dual-stack)" : "");
   spdlog::info("nodeport-proxy {}: {} workers, max {} TCP connections and {} UDP sessions (open-file limit {}), binding on {}",
                NPP_VERSION, s.cfg.workers, s.cfg.max_connections, s.cfg.udp_max_sessions, nofile, list);
+  if (!s.cfg.allowed_sources.empty()) {
+    std::string blocks;
+    for (const auto& b : s.cfg.allowed_sources.blocks()) blocks += (blocks.empty() ? "" : ",") + b.str();
+    spdlog::info("--allow-source-ranges: every nodePort accepts only clients from {} (that also pass the "
+                 "Service's allowSourceRanges, if set)", blocks);
+  }
   for (unsigned i = 0; i < s.cfg.workers; ++i) s.workers.push_back(std::make_unique<worker>(i, s.cfg, s.shared));
   s.rec = std::make_unique<reconciler>(s.cfg, std::move(addrs), std::move(node_name), s.workers);
   for (auto& w : s.workers) w->start();
@@ -189,8 +196,14 @@ int server::run(reload_fn reload, std::vector<std::filesystem::path> watch, std:
       s.reload_now(reload);
     });
     if (changed_since_load && changed_since_load()) {
-      spdlog::info("input files changed during start-up: reloading configuration");
-      s.reload_now(reload);
+      // A write may still be in progress: give it the watch's quiet time, then reload unless the
+      // watch has loaded the same bytes meanwhile.
+      auto settle = std::make_shared<asio::steady_timer>(s.control, std::chrono::milliseconds(200));
+      settle->async_wait([&s, &reload, changed_since_load, settle](const boost::system::error_code& ec) {
+        if (ec || s.draining || !changed_since_load()) return;
+        spdlog::info("input files changed during start-up: reloading configuration");
+        s.reload_now(reload);
+      });
     }
   }
   s.control.run();
@@ -225,6 +238,7 @@ status_report server::status() const {
   r.ready = s.generation > 0 && !s.draining;
   r.workers = s.cfg.workers;
   r.max_connections = s.cfg.max_connections;
+  for (const auto& b : s.cfg.allowed_sources.blocks()) r.allow_source_ranges.push_back(b.str());
   s.rec->fill(r);
   return r;
 }

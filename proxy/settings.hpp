@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "config/ip.hpp"
+#include "proxy/allowlist.hpp"
 
 namespace npp::proxy {
 
@@ -27,6 +28,9 @@ struct settings {
   /// Once one direction has ended (FIN), the connection is closed after this long without traffic
   /// (HAProxy's "timeout client-fin"); shorter than idle so half-open peers do not pile up.
   milliseconds half_closed_timeout{std::chrono::seconds(60)};
+  /// --allow-source-ranges: source blocks allowed on every nodePort, in addition to each
+  /// Service's allowSourceRanges (a client must pass both lists). Empty: every source.
+  allowlist allowed_sources;
   /// Process-wide cap on proxied client connections (0 = derive from RLIMIT_NOFILE: each proxied
   /// connection holds two descriptors, and some are kept back for listeners and logs).
   std::size_t max_connections = 0;

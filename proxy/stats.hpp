@@ -12,6 +12,9 @@ namespace npp::proxy {
 #define NPP_PORT_COUNTERS(X)                                                              \
   X(connections_accepted, "client connections accepted")                                 \
   X(connections_rejected_limit, "client connections reset because of --max-connections") \
+  X(connections_rejected_allowlist, "client connections reset: source not allowed (allowSourceRanges, --allow-source-ranges)") \
+  X(connections_rejected_service_limit, "client connections reset because of the service's maxConnections") \
+  X(connections_rejected_source_limit, "client connections reset because of the service's maxConnectionsPerSource") \
   X(connections_rejected_no_endpoints, "client connections reset: no usable endpoint")    \
   X(connections_connect_failed, "client connections reset: every connect attempt failed") \
   X(upstream_connect_attempts, "upstream connect attempts")                               \
@@ -30,6 +33,7 @@ namespace npp::proxy {
   X(udp_sessions_reset, "UDP sessions reset by an ICMP error or a send error")            \
   X(udp_sessions_moved, "UDP sessions moved to another endpoint after theirs left")       \
   X(udp_dropped_no_endpoints, "UDP datagrams dropped: no usable endpoint")                \
+  X(udp_dropped_allowlist, "UDP datagrams dropped: source not allowed (allowSourceRanges, --allow-source-ranges)") \
   X(udp_dropped_session_limit, "UDP datagrams dropped: session table full of active sessions") \
   X(udp_dropped_buffer_full, "UDP datagrams dropped: socket send buffer full or send error")  \
   X(udp_dropped_oversize, "UDP datagrams dropped: larger than the largest UDP datagram")

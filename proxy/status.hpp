@@ -44,6 +44,12 @@ struct port_status {
   std::string bind_error;     ///< set when the port could not be bound
   std::vector<endpoint_status> endpoints;
   port_counters_total counters;
+  // Access and limits of the Service (the same on each of its ports).
+  std::vector<std::string> allow_source_ranges;  ///< allowSourceRanges ("10.0.0.0/8"); empty: all sources
+  std::string proxy_protocol = "off";            ///< "off", "v1", "v2"
+  std::size_t max_connections = 0;               ///< maxConnections (0: none)
+  std::size_t max_connections_per_source = 0;    ///< maxConnectionsPerSource (0: none)
+  std::size_t service_connections_active = 0;    ///< open TCP connections of the whole Service (what maxConnections counts)
 };
 
 /// The whole proxy.
@@ -61,6 +67,7 @@ struct status_report {
   bool draining = false;
   unsigned workers = 0;
   std::size_t max_connections = 0;
+  std::vector<std::string> allow_source_ranges;  ///< --allow-source-ranges; empty: all sources
   std::int64_t connections_active = 0;   ///< all ports
   std::vector<std::string> bind_addresses;
   std::vector<port_status> ports;

@@ -42,6 +42,7 @@ json report_json(const status_report& r) {
   j["draining"] = r.draining;
   j["workers"] = r.workers;
   j["max_connections"] = r.max_connections;
+  j["allow_source_ranges"] = r.allow_source_ranges;
   j["connections_active"] = r.connections_active;
   j["bind_addresses"] = r.bind_addresses;
   const bool applied = r.last_applied.time_since_epoch().count() != 0;
@@ -93,6 +94,11 @@ json report_json(const status_report& r) {
                      {"state", port_state(p)},
                      {"endpoints_ready", ready},
                      {"endpoints_total", p.endpoints.size()},
+                     {"allow_source_ranges", p.allow_source_ranges},
+                     {"proxy_protocol", p.proxy_protocol},
+                     {"max_connections", p.max_connections},
+                     {"max_connections_per_source", p.max_connections_per_source},
+                     {"service_connections_active", p.service_connections_active},
                      {"counters", std::move(c)},
                      {"endpoints", std::move(eps)}});
   }
@@ -161,7 +167,7 @@ code { font-size: .95em; }
 <caption class="muted" id="ports-caption"></caption>
 <thead><tr>
 <th scope="col">Service</th><th scope="col">Port</th><th scope="col">Protocol</th><th scope="col" class="num">NodePort</th>
-<th scope="col">Status</th><th scope="col" class="num">Endpoints ready / total</th><th scope="col" class="num">Active</th>
+<th scope="col">Status</th><th scope="col">Access</th><th scope="col" class="num">Endpoints ready / total</th><th scope="col" class="num">Active</th>
 <th scope="col" class="num">Accepted</th><th scope="col" class="num">Bytes client&#8594;upstream</th>
 <th scope="col" class="num">Bytes upstream&#8594;client</th><th scope="col" class="num">Errors</th>
 </tr></thead>
@@ -176,7 +182,8 @@ code { font-size: .95em; }
   var REFRESH_MS = 2000;
   // The "Errors" column: client connections the proxy could not serve, plus dropped UDP
   // datagrams (every counter still shows under "all counters").
-  var ERROR_COUNTERS = ["connections_rejected_limit", "connections_rejected_no_endpoints",
+  var ERROR_COUNTERS = ["connections_rejected_limit", "connections_rejected_allowlist",
+    "connections_rejected_service_limit", "connections_rejected_source_limit", "connections_rejected_no_endpoints",
     "connections_connect_failed"];
   function isError(k) { return ERROR_COUNTERS.indexOf(k) >= 0 || k.indexOf("udp_dropped_") === 0; }
   var PORT_STATE = { listening: ["listening", "s-ok"], no_endpoints: ["no endpoints (not accepting)", "s-warn"],
@@ -221,6 +228,8 @@ code { font-size: .95em; }
     pair(dl, "State", el("span", { "class": "state " + state[1], id: "proxy-state" }, state[0]));
     pair(dl, "Uptime", "since " + d.started + " (" + ago(d.uptime_seconds) + ")");
     pair(dl, "Connections", d.connections_active + " active of max " + d.max_connections);
+    pair(dl, "Source allowlist", d.allow_source_ranges.length ? d.allow_source_ranges.join(", ") + " (--allow-source-ranges)"
+      : "all sources (no --allow-source-ranges)");
     pair(dl, "Workers", String(d.workers));
     var c = d.config;
     pair(dl, "Configuration", "generation " + c.generation + " from " + (c.source || "(none)"));
@@ -229,6 +238,16 @@ code { font-size: .95em; }
       : el("span", { "class": "state s-bad", id: "reload-state" }, "last reload FAILED: " + c.last_reload_error);
     pair(dl, "Reloads", el("span", null, reload, " (" + c.reloads_total + " attempts, " + c.reload_failures_total + " failed)"));
     pair(dl, "Bind addresses", d.bind_addresses.length ? d.bind_addresses.join(", ") : "(all local addresses)");
+  }
+
+  // The "Access" column: allowSourceRanges, proxyProtocol and the Service's connection limits.
+  function accessOf(p) {
+    var parts = [];
+    parts.push(p.allow_source_ranges.length ? "allow " + p.allow_source_ranges.join(", ") : "all sources");
+    if (p.proxy_protocol !== "off") parts.push("PROXY " + p.proxy_protocol);
+    if (p.max_connections) parts.push(p.service_connections_active + " of max " + p.max_connections + " connections (service)");
+    if (p.max_connections_per_source) parts.push("max " + p.max_connections_per_source + " per source");
+    return parts.join("; ");
   }
 
   function errorsOf(c) { var n = 0; Object.keys(c).forEach(function (k) { if (isError(k)) n += Number(c[k] || 0); }); return n; }
@@ -273,7 +292,7 @@ code { font-size: .95em; }
     Array.prototype.slice.call(table.tBodies).forEach(function (b) { table.removeChild(b); });
     document.getElementById("ports-caption").textContent = d.ports.length + " service port(s)";
     if (!d.ports.length) {
-      table.appendChild(el("tbody", null, el("tr", null, el("td", { colspan: "11" }, "No services configured."))));
+      table.appendChild(el("tbody", null, el("tr", null, el("td", { colspan: "12" }, "No services configured."))));
       return;
     }
     d.ports.forEach(function (p) {
@@ -287,13 +306,14 @@ code { font-size: .95em; }
         el("td", null, p.protocol),
         el("td", { "class": "num" }, String(p.node_port), p.node_port_allocated ? " (allocated)" : ""),
         status,
+        el("td", null, accessOf(p)),
         el("td", { "class": "num" }, p.endpoints_ready + " / " + p.endpoints_total),
         el("td", { "class": "num" }, String(c.connections_active)),
         el("td", { "class": "num" }, String(c.connections_accepted)),
         el("td", { "class": "num", title: c.bytes_client_to_upstream + " bytes" }, bytes(c.bytes_client_to_upstream)),
         el("td", { "class": "num", title: c.bytes_upstream_to_client + " bytes" }, bytes(c.bytes_upstream_to_client)),
         el("td", { "class": "num", title: Object.keys(c).filter(isError).join(" + ") }, String(errorsOf(c)))));
-      tb.appendChild(el("tr", { "class": "detail" }, el("td", { colspan: "11" }, endpointTable(p), counterList(p, d.counter_help))));
+      tb.appendChild(el("tr", { "class": "detail" }, el("td", { colspan: "12" }, endpointTable(p), counterList(p, d.counter_help))));
       table.appendChild(tb);
     });
   }

@@ -38,12 +38,19 @@ void tcp_listener::do_accept() {
   });
 }
 
-void tcp_listener::reject(tcp::socket& sock) {
-  // A reset at once: the client learns immediately instead of waiting on a connection we
-  // will never serve.
+void tcp_listener::reject(tcp::socket& sock, const tcp::endpoint& peer, std::atomic<std::uint64_t>& counter,
+                          close_reason why) {
+  if (spdlog::should_log(spdlog::level::debug))
+    spdlog::debug("connection closed id=0 client={} node_port={} endpoint=- attempts=0 bytes_in=0 bytes_out=0 "
+                  "duration_ms=0 reason={}",
+                  format_endpoint(peer), key_.port, to_string(why));
+  // A reset at once, before reading a byte: the client learns immediately instead of waiting on
+  // a connection we will never serve, and a denied client gets no more than a refusal would
+  // tell it (the handshake itself is completed by the kernel before we see the client).
   error_code ignored_ec;
   sock.set_option(asio::socket_base::linger(true, 0), ignored_ec);
   sock.close(ignored_ec);
+  bump(counter);  // after the close: a scrape that sees the count finds the client reset
 }
 
 void tcp_listener::on_accept(const error_code& ec, tcp::socket sock) {
@@ -67,25 +74,50 @@ void tcp_listener::on_accept(const error_code& ec, tcp::socket sock) {
     do_accept();
     return;
   }
-  auto& shared = worker_.shared();
+  admit(std::move(sock));
+  do_accept();
+}
+
+void tcp_listener::admit(tcp::socket sock) {
   auto port = port_;
+  auto& c = port->stats->worker(worker_.index());
+  error_code peer_ec;
+  const tcp::endpoint peer = sock.remote_endpoint(peer_ec);
+  if (peer_ec) {
+    // The client reset while it waited in the accept queue: nobody is left to serve, and its
+    // address (for the allowlist and limits) is unknown. Close without contacting an endpoint.
+    spdlog::debug("accepted connection on {} already gone: {}", key_.str(), peer_ec.message());
+    error_code ignored_ec;
+    sock.close(ignored_ec);
+    return;
+  }
+  // The checks, cheapest and most fundamental first: who may connect at all, then how many.
+  const config::ip_address source = from_asio(peer.address());  // IPv4-mapped -> IPv4
+  if (!worker_.cfg().allowed_sources.allows(source) || !port->allowed_sources.allows(source)) {
+    reject(sock, peer, c.connections_rejected_allowlist, close_reason::allowlist);
+    return;
+  }
+  auto& shared = worker_.shared();
   if (shared.active_connections.fetch_add(1, std::memory_order_relaxed) >= shared.max_connections) {
     shared.active_connections.fetch_sub(1, std::memory_order_relaxed);
-    auto& c = port->stats->worker(worker_.index());
-    bump(c.connections_rejected_limit);
-    if (spdlog::should_log(spdlog::level::debug)) {
-      error_code peer_ec;
-      auto peer = sock.remote_endpoint(peer_ec);
-      spdlog::debug("connection closed id=0 client={} node_port={} endpoint=- attempts=0 bytes_in=0 bytes_out=0 "
-                    "duration_ms=0 reason=limit",
-                    peer_ec ? "?" : format_endpoint(peer), key_.port);
-    }
-    reject(sock);
-  } else {
-    auto id = shared.next_connection_id.fetch_add(1, std::memory_order_relaxed);
-    std::make_shared<tcp_session>(worker_, std::move(sock), std::move(port), id)->start();
+    reject(sock, peer, c.connections_rejected_limit, close_reason::limit);
+    return;
   }
-  do_accept();
+  connection_limits::slot slot;
+  switch (port->limits->admit(source, port->max_connections, port->max_connections_per_source, slot)) {
+    case connection_limits::verdict::admitted: break;
+    case connection_limits::verdict::service_limit:
+      shared.active_connections.fetch_sub(1, std::memory_order_relaxed);
+      reject(sock, peer, c.connections_rejected_service_limit, close_reason::service_limit);
+      return;
+    case connection_limits::verdict::source_limit:
+      shared.active_connections.fetch_sub(1, std::memory_order_relaxed);
+      reject(sock, peer, c.connections_rejected_source_limit, close_reason::source_limit);
+      return;
+  }
+  // The session gives back the global count (its destructor) and the Service's (the slot).
+  auto id = shared.next_connection_id.fetch_add(1, std::memory_order_relaxed);
+  std::make_shared<tcp_session>(worker_, std::move(sock), peer, std::move(port), std::move(slot), id)->start();
 }
 
 }  // namespace npp::proxy

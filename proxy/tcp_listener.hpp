@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "proxy/listener.hpp"
+#include "proxy/tcp_session.hpp"
 
 namespace npp::proxy {
 
@@ -24,7 +25,12 @@ class tcp_listener : public listener, public std::enable_shared_from_this<tcp_li
  private:
   void do_accept();
   void on_accept(const boost::system::error_code& ec, boost::asio::ip::tcp::socket sock);
-  void reject(boost::asio::ip::tcp::socket& sock);
+  /// Runs the admission checks on an accepted client (allowlists, --max-connections, the
+  /// Service's limits) and starts its session, or resets it and counts why.
+  void admit(boost::asio::ip::tcp::socket sock);
+  /// Resets a client that will not be served, bumps `counter` and logs `why` (debug).
+  void reject(boost::asio::ip::tcp::socket& sock, const boost::asio::ip::tcp::endpoint& peer,
+              std::atomic<std::uint64_t>& counter, close_reason why);
 
   worker& worker_;                            ///< owning worker
   listener_key key_;                          ///< what this socket is bound to

@@ -7,6 +7,7 @@
 #include <boost/asio/write.hpp>
 
 #include "proxy/endpoint_format.hpp"
+#include "proxy/proxy_protocol.hpp"
 #include "proxy/worker.hpp"
 
 namespace npp::proxy {
@@ -30,17 +31,23 @@ const char* to_string(close_reason r) {
     case close_reason::connect_failed: return "connect_failed";
     case close_reason::no_endpoints: return "no_endpoints";
     case close_reason::limit: return "limit";
+    case close_reason::allowlist: return "allowlist";
+    case close_reason::service_limit: return "service_limit";
+    case close_reason::source_limit: return "source_limit";
     case close_reason::shutdown: return "shutdown";
     case close_reason::error: return "error";
   }
   return "?";
 }
 
-tcp_session::tcp_session(worker& w, tcp::socket client, std::shared_ptr<const port_runtime> port, std::uint64_t id)
+tcp_session::tcp_session(worker& w, tcp::socket client, const tcp::endpoint& client_addr,
+                         std::shared_ptr<const port_runtime> port, connection_limits::slot slot, std::uint64_t id)
     : worker_(w),
       client_(std::move(client)),
       upstream_(w.context()),
+      client_addr_(client_addr),
       port_(std::move(port)),
+      service_slot_(std::move(slot)),
       timer_(w.context()),
       id_(id),
       started_(clock_type::now()),
@@ -64,11 +71,10 @@ void tcp_session::release_slot() {
   holds_slot_ = false;
   bump(port_->stats->worker(worker_.index()).connections_active, -1);
   worker_.shared().active_connections.fetch_sub(1, std::memory_order_relaxed);
+  service_slot_.release();  // maxConnections / maxConnectionsPerSource, likewise
 }
 
 void tcp_session::start() {
-  error_code peer_ec;
-  client_addr_ = client_.remote_endpoint(peer_ec);  // kept: getpeername fails once the peer is gone
   auto& c = port_->stats->worker(worker_.index());
   bump(c.connections_accepted);
   if (port_->endpoints.empty()) {
@@ -123,10 +129,44 @@ void tcp_session::on_connect(const error_code& ec) {
   error_code ignored_ec;
   upstream_.set_option(tcp::no_delay(true), ignored_ec);
   client_.set_option(tcp::no_delay(true), ignored_ec);
-  client_.non_blocking(true, ignored_ec);
-  upstream_.non_blocking(true, ignored_ec);
   touch();
   arm_timer(worker_.cfg().idle_timeout);
+  if (port_->proxy_protocol != config::proxy_protocol_version::off)
+    write_proxy_header();
+  else
+    start_relay();
+}
+
+void tcp_session::write_proxy_header() {
+  // The destination the endpoint learns is the address the client connected to: the accepted
+  // socket's local end (on a wildcard listener, the node address the client used).
+  error_code local_ec;
+  const tcp::endpoint local = client_.local_endpoint(local_ec);
+  if (local_ec) {
+    finish(close_reason::client_reset, true, true);  // the client is gone already
+    return;
+  }
+  const config::host_port from{from_asio(client_addr_.address()), client_addr_.port()};
+  const config::host_port to{from_asio(local.address()), local.port()};
+  proxy_header_ = proxy_protocol_header(port_->proxy_protocol, from, to);
+  // One async_write of a few dozen bytes to a fresh connection: it completes at once in practice,
+  // and the relay starts only in its handler, so no client byte can overtake the header. Not
+  // counted in bytes_client_to_upstream, which counts client bytes only.
+  asio::async_write(upstream_, asio::buffer(proxy_header_), [self = shared_from_this()](const error_code& ec, std::size_t) {
+    if (self->state_ == state::closed) return;
+    if (ec) {
+      self->finish(close_reason::upstream_reset, true, true);
+      return;
+    }
+    self->proxy_header_ = std::string();
+    self->start_relay();
+  });
+}
+
+void tcp_session::start_relay() {
+  error_code ignored_ec;
+  client_.non_blocking(true, ignored_ec);
+  upstream_.non_blocking(true, ignored_ec);
   pump(in);
   if (state_ == state::relaying) pump(out);
 }

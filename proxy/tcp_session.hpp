@@ -23,6 +23,9 @@
 //   reset/error on one -> the other socket is closed with SO_LINGER 0, so its peer sees a reset.
 //   timer              -> connect timeout per attempt; then idle (both open) or half-closed
 //                         (one direction ended) since the last byte moved.
+// PROXY protocol (proxyProtocol v1/v2): once the upstream is connected, the header is written
+// to it with one async_write before the relay starts, so it precedes every client byte; the
+// client is not read meanwhile. After that the relay (splice or copy) runs unchanged.
 // The one open decision (STYLE.md): a direction that fails closes BOTH sockets via finish(); the
 // sibling's pending operation then completes with operation_aborted and does nothing.
 #include <boost/asio/ip/tcp.hpp>
@@ -31,6 +34,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "proxy/pipe_pool.hpp"
 #include "proxy/port_runtime.hpp"
@@ -49,6 +53,9 @@ enum class close_reason : std::uint8_t {
   connect_failed,       ///< every connect attempt failed
   no_endpoints,         ///< the port had no usable endpoint
   limit,                ///< --max-connections reached
+  allowlist,            ///< the source is not in an allowlist (never became a session)
+  service_limit,        ///< the Service's maxConnections reached (never became a session)
+  source_limit,         ///< the Service's maxConnectionsPerSource reached (never became a session)
   shutdown,             ///< still open at the end of the shutdown grace period
   error,                ///< a local error (e.g. out of memory)
 };
@@ -59,7 +66,10 @@ using session_hook = boost::intrusive::list_base_hook<boost::intrusive::link_mod
 class tcp_session : public std::enable_shared_from_this<tcp_session>, public session_hook {
  public:
   using tcp = boost::asio::ip::tcp;
-  tcp_session(worker& w, tcp::socket client, std::shared_ptr<const port_runtime> port, std::uint64_t id);
+  /// `client_addr`: the client's address (getpeername at accept); `slot`: its share of the
+  /// Service's connection counts, given back when the sockets close.
+  tcp_session(worker& w, tcp::socket client, const tcp::endpoint& client_addr,
+              std::shared_ptr<const port_runtime> port, connection_limits::slot slot, std::uint64_t id);
   ~tcp_session();
   tcp_session(const tcp_session&) = delete;
   tcp_session& operator=(const tcp_session&) = delete;
@@ -87,6 +97,8 @@ class tcp_session : public std::enable_shared_from_this<tcp_session>, public ses
 
   void try_connect();
   void on_connect(const boost::system::error_code& ec);
+  void write_proxy_header();
+  void start_relay();
   void do_wait(int d);
   void pump(int d);
   void pump_copy(int d);
@@ -105,6 +117,8 @@ class tcp_session : public std::enable_shared_from_this<tcp_session>, public ses
   tcp::socket upstream_;                       ///< connection to the chosen endpoint
   tcp::endpoint client_addr_;                  ///< client address (for logs, affinity, allowlists)
   std::shared_ptr<const port_runtime> port_;   ///< the config this connection was accepted under
+  connection_limits::slot service_slot_;       ///< counted in the Service's limits until the sockets close
+  std::string proxy_header_;                   ///< PROXY protocol header while it is being written
   boost::asio::steady_timer timer_;            ///< connect / idle / half-closed deadline
   half halves_[2];                             ///< relay state per direction
   std::uint64_t id_;                           ///< connection id for logs

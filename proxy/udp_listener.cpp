@@ -134,11 +134,35 @@ void udp_listener::on_datagram(const sockaddr_storage& from, socklen_t from_len,
   }
 }
 
+/// The client's address from recvmsg's sockaddr, IPv4-mapped turned into IPv4.
+static config::ip_address source_address(const sockaddr_storage& from) {
+  config::ip_address ip;
+  if (from.ss_family == AF_INET) {
+    std::memcpy(ip.bytes.data(), &reinterpret_cast<const sockaddr_in*>(&from)->sin_addr, 4);
+    return ip;
+  }
+  ip.v6 = true;
+  std::memcpy(ip.bytes.data(), &reinterpret_cast<const sockaddr_in6*>(&from)->sin6_addr, 16);
+  return ip.unmapped();
+}
+
+bool udp_listener::allowed(const config::ip_address& source) const {
+  return worker_.cfg().allowed_sources.allows(source) && port_->allowed_sources.allows(source);
+}
+
 udp_listener::session_ptr udp_listener::find_or_create(const client_key& key, const sockaddr_storage& from,
                                                        socklen_t from_len, const msghdr& msg) {
   if (auto it = sessions_.find(key); it != sessions_.end()) {
     session_ptr s = it->second;
     if (s->port == port_) return s;
+    // A reload may have narrowed the allowlist: a session adopts the new config only if its
+    // client is still allowed (TCP connections keep the config they were accepted under, but a
+    // UDP session lives on datagram by datagram, and each one is a new admission).
+    if (!allowed(source_address(from))) {
+      bump(counters(*port_).udp_dropped_allowlist);
+      end_session(*s);
+      return nullptr;
+    }
     // The port's config changed since this session started. Keep the session if its endpoint is
     // still usable (round-robin state must not churn established flows); otherwise end it, and
     // this datagram starts a new session on a live endpoint.
@@ -174,6 +198,12 @@ bool udp_listener::make_room() {
 udp_listener::session_ptr udp_listener::create_session(const client_key& key, const sockaddr_storage& from,
                                                        socklen_t from_len, const msghdr& msg) {
   auto& c = counters(*port_);
+  // Before anything else: a denied source gets no session, no upstream socket, no endpoint pick.
+  const config::ip_address client_ip = source_address(from);
+  if (!allowed(client_ip)) {
+    bump(c.udp_dropped_allowlist);
+    return nullptr;
+  }
   if (port_->endpoints.empty()) {
     bump(c.udp_dropped_no_endpoints);
     return nullptr;
@@ -201,14 +231,6 @@ udp_listener::session_ptr udp_listener::create_session(const client_key& key, co
   }
   if (from.ss_family == AF_INET6 && s->local_kind == 4) s->local_kind = 0;  // an IPv6 socket needs IPV6_PKTINFO
   s->port = port_;
-  config::ip_address client_ip;
-  if (from.ss_family == AF_INET) {
-    std::memcpy(client_ip.bytes.data(), &reinterpret_cast<const sockaddr_in*>(&from)->sin_addr, 4);
-  } else {
-    client_ip.v6 = true;
-    std::memcpy(client_ip.bytes.data(), &reinterpret_cast<const sockaddr_in6*>(&from)->sin6_addr, 16);
-    client_ip = client_ip.unmapped();
-  }
   s->endpoint = port_->pick(client_ip);
   port_->pin(client_ip, s->endpoint);
   const auto& ep = port_->endpoints[s->endpoint];

@@ -11,6 +11,9 @@
 // the address the client sent to (IP_PKTINFO on wildcard sockets). Sessions end after
 // udp_idle_timeout without traffic either way, on an ICMP error, or when their endpoint leaves
 // (lazily: the next datagram re-pins the client to a live endpoint).
+// A client whose source is not allowed (--allow-source-ranges, allowSourceRanges) gets no
+// session: its datagrams are dropped and counted (udp_dropped_allowlist) before anything is
+// created. UDP gets no PROXY protocol (refused by validation; see check_access in validate.cpp).
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -74,6 +77,8 @@ class udp_listener : public listener, public std::enable_shared_from_this<udp_li
   session_ptr find_or_create(const client_key& key, const sockaddr_storage& from, socklen_t from_len, const msghdr& msg);
   session_ptr create_session(const client_key& key, const sockaddr_storage& from, socklen_t from_len, const msghdr& msg);
   bool make_room();
+  /// True if `source` passes --allow-source-ranges and the port's allowSourceRanges.
+  bool allowed(const config::ip_address& source) const;
   void wait_upstream(const session_ptr& s);
   void on_upstream_readable(const session_ptr& s);
   void send_to_client(session& s, const char* data, std::size_t n);

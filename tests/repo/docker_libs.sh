@@ -15,6 +15,8 @@ fail=0 n=0
 while read -r lib path; do
   [[ -n $path && $path == /* ]] || continue
   n=$((n + 1))
+  # Sanitizer runtimes belong to the asan/tsan test builds only, never to the image's build.
+  case $lib in libasan.so* | libubsan.so* | libtsan.so* | liblsan.so*) echo "skip: $lib (sanitizer build)"; continue ;; esac
   real=$(readlink -f "$path")
   pkg=$(dpkg -S "$real" 2>/dev/null | head -n1 | cut -d: -f1) || true
   [[ -n $pkg ]] || pkg=$(dpkg -S "$path" 2>/dev/null | head -n1 | cut -d: -f1) || true

@@ -50,6 +50,9 @@ MUST_FAIL = {
         "backends": [{"service": "a", "ports": [{"port": 80, "nodePort": 30080, "endpoints": []}]}]
     },
     "backend without service": {"backends": [{"ports": [{"port": 80, "endpoints": []}]}]},
+    "proxyProtocol v3": {"services": [{"name": "a", "proxyProtocol": "v3", "ports": [{"port": 80}]}]},
+    "maxConnections 0": {"services": [{"name": "a", "maxConnections": 0, "ports": [{"port": 80}]}]},
+    "allowSourceRanges as a string": {"services": [{"name": "a", "allowSourceRanges": "10.0.0.0/8", "ports": [{"port": 80}]}]},
 }
 
 MUST_PASS = {
