@@ -14,6 +14,8 @@ using tcp = asio::ip::tcp;
 /// Pause after a resource error (EMFILE, ENFILE, ENOBUFS, ENOMEM) before accepting again: the
 /// pending connection stays in the backlog, and retrying at once would spin on the same error.
 static constexpr auto accept_backoff = std::chrono::milliseconds(100);
+/// Connections taken from the queue per accept completion, after the first.
+static constexpr int accept_batch = 16;
 
 tcp_listener::tcp_listener(worker& w, listener_key key, int fd, std::shared_ptr<const port_runtime> port)
     : worker_(w),
@@ -22,6 +24,8 @@ tcp_listener::tcp_listener(worker& w, listener_key key, int fd, std::shared_ptr<
       port_(std::move(port)),
       backoff_(w.context()) {
   acceptor_.assign(key_.addr.ip.v6 ? tcp::v6() : tcp::v4(), fd);
+  error_code ignored_ec;
+  acceptor_.non_blocking(true, ignored_ec);  // so the batch in on_accept never blocks
 }
 
 void tcp_listener::start() { do_accept(); }
@@ -75,6 +79,15 @@ void tcp_listener::on_accept(const error_code& ec, tcp::socket sock) {
     return;
   }
   admit(std::move(sock));
+  // Take what else is already queued without a trip through the reactor per connection (a
+  // burst of new connections arrives together); bounded so one listener cannot starve the rest
+  // of the worker. The acceptor is non-blocking, so an empty queue answers would_block at once.
+  for (int i = 0; i < accept_batch && acceptor_.is_open(); ++i) {
+    error_code more_ec;
+    tcp::socket next = acceptor_.accept(worker_.context(), more_ec);
+    if (more_ec) break;  // would_block, or an error the async accept below reports and handles
+    admit(std::move(next));
+  }
   do_accept();
 }
 
