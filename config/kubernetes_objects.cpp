@@ -235,7 +235,20 @@ void decode_service(const json& obj, const std::string& position, decoded_input&
   if (type == "ExternalName") return skip("type ExternalName is a DNS alias, not proxied");
   if (r.string(spec, "clusterIP", "spec.clusterIP") == "None")
     return skip("headless (clusterIP: None) Services are not proxied");
-  if (type == "ClusterIP") return skip("type ClusterIP has no nodePorts");
+  if (type == "ClusterIP") {
+    // The API server refuses this (validation.go); a hand-written manifest that does it almost
+    // certainly meant type NodePort, so say so instead of skipping it quietly.
+    if (const json* ports = object_reader::find(spec, "ports"); ports != nullptr && ports->is_array()) {
+      for (std::size_t i = 0; i < ports->size(); ++i) {
+        const json& p = (*ports)[i];
+        if (!p.is_object()) continue;
+        auto np = p.find("nodePort");
+        if (np != p.end() && np->is_number_integer() && np->get<long long>() != 0)
+          r.add("spec.ports[" + std::to_string(i) + "].nodePort", "Forbidden: may not be used when `type` is 'ClusterIP'");
+      }
+    }
+    return skip("type ClusterIP has no nodePorts");
+  }
 
   service svc;
   svc.ns = ns;

@@ -470,3 +470,20 @@ TEST_CASE("a slice for a missing Service is noted and one for a skipped Service 
   CHECK(lonely.services.empty());
   CHECK(has_note(lonely, "EndpointSlice shop/x: ignored: Service shop/web not found"));
 }
+
+TEST_CASE("a ClusterIP Service that sets a nodePort is refused in the API server's words") {
+  const char* yaml = R"(apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  type: ClusterIP
+  ports:
+    - port: 80
+      nodePort: 30080
+)";
+  auto problems = npp::config::test::problems_of([&] { npp::config::load_text(yaml, npp::config::load_options{}); });
+  REQUIRE(problems.size() == 1);
+  CHECK(problems[0].find("Service default/web: spec.ports[0].nodePort: Forbidden: may not be used when `type` is 'ClusterIP'") !=
+        std::string::npos);
+}
