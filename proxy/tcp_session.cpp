@@ -175,7 +175,7 @@ void tcp_session::do_wait(int d) {
   source(d).async_wait(tcp::socket::wait_read, [self = shared_from_this(), d](const error_code& ec) {
     if (self->state_ == state::closed) return;
     if (ec) {
-      self->finish(d == in ? close_reason::client_reset : close_reason::upstream_reset, d == out, d == in);
+      self->source_failed(d);
       return;
     }
     self->pump(d);
@@ -217,7 +217,7 @@ void tcp_session::pump_splice(int d) {
       } else if (errno == EAGAIN) {
         source_empty = true;
       } else if (errno != EINTR) {
-        finish(d == in ? close_reason::client_reset : close_reason::upstream_reset, d == out, d == in);
+        source_failed(d);
         return;
       }
     }
@@ -234,14 +234,14 @@ void tcp_session::pump_splice(int d) {
         sink(d).async_wait(tcp::socket::wait_write, [self = shared_from_this(), d](const error_code& ec) {
           if (self->state_ == state::closed) return;
           if (ec) {
-            self->finish(d == in ? close_reason::upstream_reset : close_reason::client_reset, d == in, d == out);
+            self->sink_failed(d);
             return;
           }
           self->pump_splice(d);
         });
         return;
       }
-      finish(d == in ? close_reason::upstream_reset : close_reason::client_reset, d == in, d == out);
+      sink_failed(d);
       return;
     }
     if (source_eof) {
@@ -280,7 +280,7 @@ void tcp_session::pump_copy(int d) {
     }
     if (ec) {
       // The source's peer reset (or failed): reset the other side so it learns the same.
-      finish(d == in ? close_reason::client_reset : close_reason::upstream_reset, d == out, d == in);
+      source_failed(d);
       return;
     }
     h.bytes += n;
@@ -291,7 +291,7 @@ void tcp_session::pump_copy(int d) {
       written = 0;
     } else if (ec) {
       // The sink's peer is gone: reset the source side.
-      finish(d == in ? close_reason::upstream_reset : close_reason::client_reset, d == in, d == out);
+      sink_failed(d);
       return;
     }
     if (written < n) {
@@ -311,7 +311,7 @@ void tcp_session::pump_copy(int d) {
 void tcp_session::on_write(int d, const error_code& ec) {
   if (state_ == state::closed) return;
   if (ec) {
-    finish(d == in ? close_reason::upstream_reset : close_reason::client_reset, d == in, d == out);
+    sink_failed(d);
     return;
   }
   touch();
@@ -333,6 +333,16 @@ void tcp_session::end_direction(int d) {
   // Half-closed from now on: the shorter limit applies.
   touch();
   arm_timer(std::min(worker_.cfg().half_closed_timeout, worker_.cfg().idle_timeout));
+}
+
+void tcp_session::source_failed(int d) {
+  // The source's peer reset (or failed): reset the other side so it learns the same.
+  finish(d == in ? close_reason::client_reset : close_reason::upstream_reset, d == out, d == in);
+}
+
+void tcp_session::sink_failed(int d) {
+  // The sink's peer is gone: reset the source side.
+  finish(d == in ? close_reason::upstream_reset : close_reason::client_reset, d == in, d == out);
 }
 
 void tcp_session::release_buffer(int d) {

@@ -105,6 +105,10 @@ class tcp_session : public std::enable_shared_from_this<tcp_session>, public ses
   void pump_splice(int d);
   void on_write(int d, const boost::system::error_code& ec);
   void end_direction(int d);
+  /// Direction d's source failed (reset, error): close both, resetting d's sink.
+  void source_failed(int d);
+  /// Direction d's sink failed: close both, resetting d's source.
+  void sink_failed(int d);
   void release_buffer(int d);
   void finish(close_reason why, bool reset_client, bool reset_upstream);
   void arm_timer(std::chrono::steady_clock::duration after);

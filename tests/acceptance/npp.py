@@ -638,19 +638,24 @@ class Backend:
     """A threaded TCP server on loopback; handler(conn, backend) runs in its own thread per
     connection (conn is closed afterwards unless the handler closed it)."""
 
-    def __init__(self, handler, family=V4, port=0, name=None, backlog=512):
+    def __init__(self, handler, family=V4, port=0, name=None, backlog=512, host=None):
         self.family = family
         self.handler = handler
         self.name = name
+        self.host = host or LOOPBACK[family]
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == V6:
             self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        self.sock.bind((LOOPBACK[family], port))
+        try:
+            self.sock.bind((self.host, port))
+        except BaseException:
+            self.sock.close()
+            raise
         self.sock.listen(backlog)
         self.sock.settimeout(0.05)
         self.port = self.sock.getsockname()[1]
-        self.addr = host_port(family, self.port)
+        self.addr = "[%s]:%d" % (self.host, self.port) if family == V6 else "%s:%d" % (self.host, self.port)
         self.lock = threading.Condition()
         self.accepted = 0
         self.conns = []
@@ -1423,32 +1428,7 @@ class HostBackend(Backend):
     port: with 127.0.0.x addresses several 'pods' share one port number, as pods do."""
 
     def __init__(self, handler, host="127.0.0.1", port=0, name=None, backlog=512):
-        family = V6 if ":" in host else V4
-        self.family = family
-        self.handler = handler
-        self.name = name
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == V6:
-            self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        try:
-            self.sock.bind((host, port))
-        except BaseException:
-            self.sock.close()
-            raise
-        self.sock.listen(backlog)
-        self.sock.settimeout(0.05)
-        self.port = self.sock.getsockname()[1]
-        self.host = host
-        self.addr = "[%s]:%d" % (host, self.port) if family == V6 else "%s:%d" % (host, self.port)
-        self.lock = threading.Condition()
-        self.accepted = 0
-        self.conns = []
-        self.results = []
-        self.stopping = False
-        self.release = threading.Event()
-        self.thread = threading.Thread(target=self._accept_loop, daemon=True)
-        self.thread.start()
+        super().__init__(handler, V6 if ":" in host else V4, port, name, backlog, host=host)
 
 
 def tag_echo_handler(tag):
