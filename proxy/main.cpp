@@ -62,6 +62,8 @@ struct run_flags {
   bool splice = true;
   std::string healthz_bind_address = "0.0.0.0:10356";
   std::string metrics_bind_address = "127.0.0.1:10349";
+  std::string access_log;
+  std::string access_log_format = "text";
 };
 
 void add_run_flags(CLI::App& cmd, run_flags& f) {
@@ -113,6 +115,12 @@ void add_run_flags(CLI::App& cmd, run_flags& f) {
       ->capture_default_str();
   cmd.add_option("--hostname-override", f.hostname_override,
                  "This node's name (externalTrafficPolicy: Local); default: $NODE_NAME, else the host name");
+  cmd.add_option("--access-log", f.access_log,
+                 "One line per connection and UDP session: a file (appended, reopened on SIGHUP), - for stdout, "
+                 "or stderr (default: off)");
+  cmd.add_option("--access-log-format", f.access_log_format, "text (key=value) or json")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
 }
 
 /// A comma-separated CIDR list flag, each item read by `parse`; empty items are skipped. Throws
@@ -157,6 +165,8 @@ proxy::settings to_settings(const run_flags& f) {
   s.splice = f.splice;
   s.healthz_bind_address = f.healthz_bind_address;
   s.metrics_bind_address = f.metrics_bind_address;
+  s.access_log = f.access_log;
+  s.access_log_format = f.access_log_format;
   return s;
 }
 

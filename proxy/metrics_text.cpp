@@ -143,6 +143,12 @@ std::string format_value(double v) {
   return std::string(buf, r.ptr);
 }
 std::string format_value(std::uint64_t v) { return std::to_string(v); }
+/// A bucket bound as the reference clients print it ("0.0001", not "1e-04").
+std::string format_bound(double v) {
+  char buf[64];
+  auto r = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::general);
+  return std::string(buf, r.ptr);
+}
 std::string format_value(std::int64_t v) { return std::to_string(v); }
 
 std::string escape_help(std::string_view v) {
@@ -170,6 +176,24 @@ class exposition {
     declare(name, help, type);
     auto& f = families_[index_[name]];
     f.samples.push_back(labels.empty() ? name + " " + value : name + "{" + labels + "} " + value);
+  }
+  /// A histogram's _bucket (cumulative, with le), _sum and _count samples under family `name`.
+  void add_histogram(const std::string& name, std::string_view help, const std::string& labels,
+                     const histogram_total& h) {
+    declare(name, help, "histogram");
+    auto& f = families_[index_[name]];
+    auto sample = [&](const std::string& suffix, const std::string& extra, const std::string& value) {
+      std::string l = labels.empty() ? extra : (extra.empty() ? labels : labels + "," + extra);
+      f.samples.push_back(name + suffix + (l.empty() ? "" : "{" + l + "}") + " " + value);
+    };
+    std::uint64_t cumulative = 0;
+    for (std::size_t i = 0; i < h.bounds_seconds.size(); ++i) {
+      cumulative += i < h.counts.size() ? h.counts[i] : 0;
+      sample("_bucket", "le=\"" + format_bound(h.bounds_seconds[i]) + "\"", format_value(cumulative));
+    }
+    sample("_bucket", "le=\"+Inf\"", format_value(h.count()));
+    sample("_sum", "", format_value(h.sum_seconds));
+    sample("_count", "", format_value(h.count()));
   }
   std::string str() const {
     std::string out;
@@ -259,6 +283,14 @@ std::string render_proxy_metrics(const status_report& r) {
   constexpr std::string_view reloads_help = "Reload attempts (SIGHUP, file changes), by result";
   e.add(p + "config_reloads_total", reloads_help, "counter", label("result", "success"), format_value(successes));
   e.add(p + "config_reloads_total", reloads_help, "counter", label("result", "failure"), format_value(failures));
+  e.add_histogram(p + "sync_duration_seconds",
+                  "Time to apply a configuration to every worker (listeners and endpoints), like kube-proxy's "
+                  "sync_proxy_rules_duration_seconds",
+                  "", [&] {
+                    histogram_total h = r.sync_duration;
+                    h.init(sync_duration_bounds);
+                    return h;
+                  }());
 
   // Per service port. Declare every family first so HELP/TYPE appear even with no ports.
   constexpr std::string_view active_help = "Proxied client connections open right now";
@@ -276,6 +308,10 @@ std::string render_proxy_metrics(const status_report& r) {
   e.declare(p + "endpoints", endpoints_help, "gauge");
   e.declare(p + "port_listening", listening_help, "gauge");
   e.declare(p + "port_bind_error", bind_error_help, "gauge");
+  constexpr std::string_view connect_help =
+      "Time from the start of an upstream connect attempt to the connection being established, for attempts "
+      "that succeeded (failures: nodeport_proxy_upstream_connect_failures_total)";
+  e.declare(p + "upstream_connect_duration_seconds", connect_help, "histogram");
 
   for (const auto& port : r.ports) {
     const std::string labels = port_labels(port);
@@ -301,6 +337,11 @@ std::string render_proxy_metrics(const status_report& r) {
       e.add(p + "endpoints", endpoints_help, "gauge", join_labels(labels, label("state", state)), format_value(n));
     e.add(p + "port_listening", listening_help, "gauge", labels, port.listening ? "1" : "0");
     e.add(p + "port_bind_error", bind_error_help, "gauge", labels, port.bind_error.empty() ? "0" : "1");
+    if (port.proto == config::protocol::tcp) {
+      histogram_total h = port.counters.connect_duration;
+      h.init(connect_duration_bounds);  // a port with no connect yet still shows its empty buckets
+      e.add_histogram(p + "upstream_connect_duration_seconds", connect_help, labels, h);
+    }
   }
   return e.str();
 }

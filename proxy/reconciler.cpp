@@ -290,6 +290,7 @@ void reconciler::fill(status_report& report) const {
 #undef NPP_SUM
           ps.counters.connections_active += c.connections_active.load(std::memory_order_relaxed);
           ps.counters.udp_sessions_active += c.udp_sessions_active.load(std::memory_order_relaxed);
+          ps.counters.connect_duration.add(connect_duration_bounds, c.connect_duration);
         }
       }
       report.connections_active += ps.counters.connections_active;

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "config/problem.hpp"
+#include "proxy/access_log.hpp"
 #include "proxy/admin_server.hpp"
 #include "proxy/file_watch.hpp"
 #include "proxy/worker.hpp"
@@ -25,6 +26,7 @@ static constexpr unsigned long reserved_fds = 256;
 
 struct server::impl {
   settings cfg;
+  std::unique_ptr<access_log> access;  ///< --access-log; outlives the workers (declared before them)
   shared_state shared;
   std::vector<std::unique_ptr<worker>> workers;
   std::unique_ptr<reconciler> rec;
@@ -43,6 +45,7 @@ struct server::impl {
   std::string source;
   std::chrono::system_clock::time_point started = std::chrono::system_clock::now();
   std::chrono::system_clock::time_point last_applied{};
+  histogram_total sync_duration;  ///< every apply, on the control thread
 
   /// Runs a reload: the callback loads and validates; a failure keeps the running config.
   void reload_now(reload_fn& reload) {
@@ -50,8 +53,7 @@ struct server::impl {
     try {
       auto snap = reload();
       if (!snap) return;
-      auto r = rec->apply(*snap);
-      log_applied(*snap, r);
+      apply(*snap);
       last_reload_error.clear();
     } catch (const config::config_error& e) {
       ++reload_failures;
@@ -89,6 +91,12 @@ struct server::impl {
       if (sig == SIGHUP) {
         if (!draining) {
           spdlog::info("SIGHUP: reloading configuration");
+          if (access) {
+            // logrotate's postrotate: the renamed file keeps what was written, new lines go to
+            // a fresh file under the configured name.
+            if (auto err = access->reopen(); !err.empty())
+              spdlog::error("{}; still writing to the old file", err);
+          }
           reload_now(reload);
         }
       } else if (!draining) {
@@ -102,13 +110,22 @@ struct server::impl {
     });
   }
 
-  void log_applied(const config::snapshot& snap, const apply_result& r) {
+  /// Applies a snapshot to every worker, timed for the sync duration histogram, and logs it.
+  apply_result apply(const config::snapshot& snap) {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto r = rec->apply(snap);
+    const auto took = std::chrono::steady_clock::now() - t0;
+    sync_duration.observe(sync_duration_bounds, took);
     for (auto& e : r.errors) spdlog::error("{}", e);
     ++generation;
     source = snap.source;
     last_applied = std::chrono::system_clock::now();
-    spdlog::info("configuration applied: generation={} source={} services={} ports={} listening={} refusing={} errors={}",
-                 generation, snap.source, snap.services.size(), r.ports, r.listening, r.refusing, r.errors.size());
+    spdlog::info(
+        "configuration applied: generation={} source={} services={} ports={} listening={} refusing={} errors={} "
+        "sync_ms={:.3f}",
+        generation, snap.source, snap.services.size(), r.ports, r.listening, r.refusing, r.errors.size(),
+        std::chrono::duration<double, std::milli>(took).count());
+    return r;
   }
 };
 
@@ -128,6 +145,11 @@ server::server(settings cfg, std::string node_name) : impl_(std::make_unique<imp
   }
   s.shared.max_connections = s.cfg.max_connections;
   s.shared.udp_max_sessions = s.cfg.udp_max_sessions;
+  if (!s.cfg.access_log.empty()) {
+    s.access = std::make_unique<access_log>(
+        s.cfg.access_log, s.cfg.access_log_format == "json" ? access_log_format::json : access_log_format::text);
+    s.shared.access = s.access.get();
+  }
   std::string error;
   auto addrs = select_bind_addresses(s.cfg.nodeport_addresses, &error);
   if (addrs.empty()) throw std::runtime_error(error);
@@ -179,11 +201,7 @@ server::~server() {
   if (s.joiner.joinable()) s.joiner.join();
 }
 
-apply_result server::apply(const config::snapshot& snap) {
-  auto r = impl_->rec->apply(snap);
-  impl_->log_applied(snap, r);
-  return r;
-}
+apply_result server::apply(const config::snapshot& snap) { return impl_->apply(snap); }
 
 int server::run(reload_fn reload, std::vector<std::filesystem::path> watch, std::function<bool()> changed_since_load) {
   auto& s = *impl_;
@@ -234,6 +252,7 @@ status_report server::status() const {
   r.last_reload_ok = s.last_reload_error.empty();
   r.last_reload_error = s.last_reload_error;
   r.source = s.source;
+  r.sync_duration = s.sync_duration;
   r.draining = s.draining;
   r.ready = s.generation > 0 && !s.draining;
   r.workers = s.cfg.workers;

@@ -57,6 +57,10 @@ struct settings {
   std::string metrics_bind_address;
   /// After SIGTERM, open connections may finish for this long before they are closed.
   milliseconds shutdown_grace_period{std::chrono::seconds(30)};
+  /// --access-log: "" off, "-"/"stdout", "stderr", or a file (appended; reopened on SIGHUP).
+  std::string access_log;
+  /// --access-log-format: "text" (logfmt) or "json".
+  std::string access_log_format = "text";
 };
 
 }  // namespace npp::proxy

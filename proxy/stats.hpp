@@ -2,7 +2,9 @@
 // Counters, defined once in one list (Envoy's ALL_TCP_PROXY_STATS). Each worker writes only its
 // own cache-line-aligned block with relaxed atomics (a plain load+store: no lock prefix on the
 // data path); readers sum the blocks when they report.
+#include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 
@@ -38,15 +40,6 @@ namespace npp::proxy {
   X(udp_dropped_buffer_full, "UDP datagrams dropped: socket send buffer full or send error")  \
   X(udp_dropped_oversize, "UDP datagrams dropped: larger than the largest UDP datagram")
 
-/// One worker's counters for one service port.
-struct alignas(64) port_counters {
-#define NPP_DECLARE_COUNTER(name, help) std::atomic<std::uint64_t> name{0};
-  NPP_PORT_COUNTERS(NPP_DECLARE_COUNTER)
-#undef NPP_DECLARE_COUNTER
-  std::atomic<std::int64_t> connections_active{0};  ///< gauge
-  std::atomic<std::int64_t> udp_sessions_active{0};  ///< gauge
-};
-
 /// Adds n to a counter only this thread writes (relaxed load + store, no read-modify-write).
 inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) {
   c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
@@ -54,6 +47,54 @@ inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) {
 inline void bump(std::atomic<std::int64_t>& c, std::int64_t n) {
   c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
 }
+
+/// Upper bounds ("le") of the upstream connect duration histogram: 0.5 ms on loopback to the
+/// default 5 s connect timeout; slower connects land in +Inf.
+inline constexpr std::array<std::chrono::nanoseconds, 13> connect_duration_bounds{
+    std::chrono::microseconds(500), std::chrono::milliseconds(1), std::chrono::microseconds(2500),
+    std::chrono::milliseconds(5),   std::chrono::milliseconds(10), std::chrono::milliseconds(25),
+    std::chrono::milliseconds(50),  std::chrono::milliseconds(100), std::chrono::milliseconds(250),
+    std::chrono::milliseconds(500), std::chrono::seconds(1),       std::chrono::microseconds(2500000),
+    std::chrono::seconds(5)};
+
+/// Upper bounds of the sync (apply) duration histogram: a small update takes well under a
+/// millisecond, 10,000 services take hundreds.
+inline constexpr std::array<std::chrono::nanoseconds, 15> sync_duration_bounds{
+    std::chrono::microseconds(100), std::chrono::microseconds(250), std::chrono::microseconds(500),
+    std::chrono::milliseconds(1),   std::chrono::microseconds(2500), std::chrono::milliseconds(5),
+    std::chrono::milliseconds(10),  std::chrono::milliseconds(25),  std::chrono::milliseconds(50),
+    std::chrono::milliseconds(100), std::chrono::milliseconds(250), std::chrono::milliseconds(500),
+    std::chrono::seconds(1),        std::chrono::microseconds(2500000), std::chrono::seconds(5)};
+
+/// Bucket index of a duration for `bounds` (bounds.size() = the +Inf bucket).
+template <std::size_t N>
+std::size_t bucket_of(const std::array<std::chrono::nanoseconds, N>& bounds, std::chrono::nanoseconds d) {
+  std::size_t i = 0;
+  while (i < N && d > bounds[i]) ++i;
+  return i;
+}
+
+/// A histogram one thread writes: per-bucket counts (not cumulative) and the sum.
+template <std::size_t N>
+struct duration_histogram {
+  std::array<std::atomic<std::uint64_t>, N + 1> buckets{};  ///< [N] is +Inf
+  std::atomic<std::uint64_t> sum_ns{0};
+  void observe(const std::array<std::chrono::nanoseconds, N>& bounds, std::chrono::nanoseconds d) {
+    bump(buckets[bucket_of(bounds, d)]);
+    bump(sum_ns, static_cast<std::uint64_t>(d.count() > 0 ? d.count() : 0));
+  }
+};
+
+/// One worker's counters for one service port.
+struct alignas(64) port_counters {
+#define NPP_DECLARE_COUNTER(name, help) std::atomic<std::uint64_t> name{0};
+  NPP_PORT_COUNTERS(NPP_DECLARE_COUNTER)
+#undef NPP_DECLARE_COUNTER
+  std::atomic<std::int64_t> connections_active{0};  ///< gauge
+  std::atomic<std::int64_t> udp_sessions_active{0};  ///< gauge
+  /// Successful upstream connects: from the attempt's start to the connection being established.
+  duration_histogram<connect_duration_bounds.size()> connect_duration;
+};
 
 /// Counters of one service port, one block per worker. Kept across snapshots for as long as
 /// the service port exists, so counts survive endpoint changes.

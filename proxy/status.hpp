@@ -23,6 +23,38 @@ struct endpoint_status {
   bool failing = false;      ///< the last connect attempt to it failed
 };
 
+/// A duration histogram as reported: per-bucket counts (not cumulative; the last is +Inf).
+struct histogram_total {
+  std::vector<double> bounds_seconds;  ///< upper bounds, ascending (without +Inf)
+  std::vector<std::uint64_t> counts;   ///< bounds_seconds.size() + 1 entries
+  double sum_seconds = 0;
+  std::uint64_t count() const {
+    std::uint64_t n = 0;
+    for (auto c : counts) n += c;
+    return n;
+  }
+  /// Adds one observation (control-thread histograms).
+  template <std::size_t N>
+  void observe(const std::array<std::chrono::nanoseconds, N>& bounds, std::chrono::nanoseconds d) {
+    init(bounds);
+    counts[bucket_of(bounds, d)] += 1;
+    sum_seconds += std::chrono::duration<double>(d).count();
+  }
+  /// Adds a worker's block.
+  template <std::size_t N>
+  void add(const std::array<std::chrono::nanoseconds, N>& bounds, const duration_histogram<N>& h) {
+    init(bounds);
+    for (std::size_t i = 0; i <= N; ++i) counts[i] += h.buckets[i].load(std::memory_order_relaxed);
+    sum_seconds += static_cast<double>(h.sum_ns.load(std::memory_order_relaxed)) / 1e9;
+  }
+  template <std::size_t N>
+  void init(const std::array<std::chrono::nanoseconds, N>& bounds) {
+    if (!counts.empty()) return;
+    for (auto b : bounds) bounds_seconds.push_back(std::chrono::duration<double>(b).count());
+    counts.assign(N + 1, 0);
+  }
+};
+
 /// Counters of one service port, summed over workers.
 struct port_counters_total {
 #define NPP_TOTAL_FIELD(name, help) std::uint64_t name = 0;
@@ -30,6 +62,7 @@ struct port_counters_total {
 #undef NPP_TOTAL_FIELD
   std::int64_t connections_active = 0;
   std::int64_t udp_sessions_active = 0;
+  histogram_total connect_duration;  ///< successful upstream connects (TCP)
 };
 
 /// One service port.
@@ -71,6 +104,8 @@ struct status_report {
   std::int64_t connections_active = 0;   ///< all ports
   std::vector<std::string> bind_addresses;
   std::vector<port_status> ports;
+  /// Applying a configuration to every worker (kube-proxy's sync_proxy_rules_duration_seconds).
+  histogram_total sync_duration;
 };
 
 }  // namespace npp::proxy

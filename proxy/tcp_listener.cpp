@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "proxy/access_log.hpp"
 #include "proxy/endpoint_format.hpp"
 #include "proxy/worker.hpp"
 
@@ -44,10 +45,19 @@ void tcp_listener::do_accept() {
 
 void tcp_listener::reject(tcp::socket& sock, const tcp::endpoint& peer, std::atomic<std::uint64_t>& counter,
                           close_reason why) {
-  if (spdlog::should_log(spdlog::level::debug))
-    spdlog::debug("connection closed id=0 client={} node_port={} endpoint=- attempts=0 bytes_in=0 bytes_out=0 "
-                  "duration_ms=0 reason={}",
-                  format_endpoint(peer), key_.port, to_string(why));
+  if (access_log* alog = worker_.shared().access; alog || spdlog::should_log(spdlog::level::debug)) {
+    access_record r;
+    r.protocol = "tcp";
+    r.client = format_endpoint(peer);
+    r.node_port = key_.port;
+    if (port_) {
+      r.service = port_->service_id;
+      r.port_name = port_->port_name;
+    }
+    r.reason = to_string(why);
+    if (alog) alog->write(r);
+    spdlog::debug("connection closed {}", access_fields(r));
+  }
   // A reset at once, before reading a byte: the client learns immediately instead of waiting on
   // a connection we will never serve, and a denied client gets no more than a refusal would
   // tell it (the handshake itself is completed by the kernel before we see the client).

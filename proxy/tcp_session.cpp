@@ -6,6 +6,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 
+#include "proxy/access_log.hpp"
 #include "proxy/endpoint_format.hpp"
 #include "proxy/proxy_protocol.hpp"
 #include "proxy/worker.hpp"
@@ -104,6 +105,7 @@ void tcp_session::try_connect() {
   connect_timed_out_ = false;
   error_code ignored_ec;
   upstream_.close(ignored_ec);
+  attempt_started_ = clock_type::now();
   upstream_.async_connect(port_->endpoints[endpoint_index_],
                           [self = shared_from_this()](const error_code& ec) { self->on_connect(ec); });
   arm_timer(worker_.cfg().connect_timeout);
@@ -123,13 +125,15 @@ void tcp_session::on_connect(const error_code& ec) {
     return;
   }
   state_ = state::relaying;
+  touch();
+  connect_time_ = last_activity_ - attempt_started_;
+  port_->stats->worker(worker_.index()).connect_duration.observe(connect_duration_bounds, connect_time_);
   port_->pin(from_asio(client_addr_.address()), endpoint_index_);  // a failed dial picked anew: remember the winner
   if (port_->endpoint_failing[endpoint_index_].load(std::memory_order_relaxed))
     port_->endpoint_failing[endpoint_index_].store(false, std::memory_order_relaxed);
   error_code ignored_ec;
   upstream_.set_option(tcp::no_delay(true), ignored_ec);
   client_.set_option(tcp::no_delay(true), ignored_ec);
-  touch();
   arm_timer(worker_.cfg().idle_timeout);
   if (port_->proxy_protocol != config::proxy_protocol_version::off)
     write_proxy_header();
@@ -378,13 +382,23 @@ void tcp_session::finish(close_reason why, bool reset_client, bool reset_upstrea
     case close_reason::upstream_reset: bump(c.closed_upstream_reset); break;
     default: break;
   }
-  if (log_it) {
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - started_).count();
-    spdlog::debug(
-        "connection closed id={} client={} node_port={} endpoint={} attempts={} bytes_in={} bytes_out={} "
-        "duration_ms={} reason={}",
-        id_, format_endpoint(client_addr_), port_->node_port, attempts_ ? port_->endpoint_addrs[endpoint_index_].str() : "-",
-        attempts_, halves_[in].bytes, halves_[out].bytes, ms, to_string(why));
+  if (access_log* alog = worker_.shared().access; alog || log_it) {
+    access_record r;
+    r.protocol = "tcp";
+    r.id = id_;
+    r.client = format_endpoint(client_addr_);
+    r.node_port = port_->node_port;
+    r.service = port_->service_id;
+    r.port_name = port_->port_name;
+    if (attempts_) r.endpoint = port_->endpoint_addrs[endpoint_index_].str();
+    r.attempts = attempts_;
+    r.bytes_in = halves_[in].bytes;
+    r.bytes_out = halves_[out].bytes;
+    r.duration = clock_type::now() - started_;
+    r.connect_time = connect_time_;
+    r.reason = to_string(why);
+    if (alog) alog->write(r);
+    if (log_it) spdlog::debug("connection closed {}", access_fields(r));
   }
 }
 

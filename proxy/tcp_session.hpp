@@ -128,6 +128,8 @@ class tcp_session : public std::enable_shared_from_this<tcp_session>, public ses
   std::uint64_t id_;                           ///< connection id for logs
   std::chrono::steady_clock::time_point started_;        ///< accept time
   std::chrono::steady_clock::time_point last_activity_;  ///< last byte moved either way
+  std::chrono::steady_clock::time_point attempt_started_;  ///< start of the current connect attempt
+  std::chrono::steady_clock::duration connect_time_{-1};  ///< how long the successful connect took (<0: none)
   std::size_t first_endpoint_ = 0;             ///< round-robin pick; attempt k uses first+k
   std::size_t endpoint_index_ = 0;             ///< endpoint of the current/last attempt
   unsigned attempts_ = 0;                      ///< connect attempts made

@@ -4,6 +4,7 @@
 
 #include <boost/asio/post.hpp>
 
+#include "proxy/access_log.hpp"
 #include "proxy/endpoint_format.hpp"
 #include "proxy/worker.hpp"
 
@@ -44,7 +45,7 @@ void udp_listener::close() {
   error_code ignored_ec;
   socket_.close(ignored_ec);
   sweep_.cancel();
-  while (!lru_.empty()) end_session(lru_.front());
+  while (!lru_.empty()) end_session(lru_.front(), "shutdown");
 }
 
 port_counters& udp_listener::counters(const port_runtime& p) { return p.stats->worker(worker_.index()); }
@@ -117,6 +118,7 @@ void udp_listener::on_datagram(const sockaddr_storage& from, socklen_t from_len,
     if (sent >= 0) {
       bump(c.udp_datagrams_client_to_upstream);
       bump(c.bytes_client_to_upstream, n);
+      s->bytes_in += n;
       touch(*s);
       return;
     }
@@ -124,7 +126,7 @@ void udp_listener::on_datagram(const sockaddr_storage& from, socklen_t from_len,
       // An ICMP port-unreachable arrived for this session since its last datagram: the endpoint
       // is gone. Start over with the next endpoint instead of dropping the client's datagram.
       bump(c.udp_sessions_reset);
-      end_session(*s);
+      end_session(*s, "reset");
       s = find_or_create(key, from, from_len, msg);
       if (!s) return;
       continue;
@@ -160,7 +162,7 @@ udp_listener::session_ptr udp_listener::find_or_create(const client_key& key, co
     // UDP session lives on datagram by datagram, and each one is a new admission).
     if (!allowed(source_address(from))) {
       bump(counters(*port_).udp_dropped_allowlist);
-      end_session(*s);
+      end_session(*s, "allowlist");
       return nullptr;
     }
     // The port's config changed since this session started. Keep the session if its endpoint is
@@ -175,7 +177,7 @@ udp_listener::session_ptr udp_listener::find_or_create(const client_key& key, co
       }
     }
     bump(counters(*port_).udp_sessions_moved);
-    end_session(*s);
+    end_session(*s, "moved");
   }
   return create_session(key, from, from_len, msg);
 }
@@ -188,7 +190,7 @@ bool udp_listener::make_room() {
     session& oldest = lru_.back();
     if (clock_type::now() - oldest.last_activity >= worker_.cfg().udp_evict_idle) {
       bump(counters(*oldest.port).udp_sessions_evicted);
-      end_session(oldest);
+      end_session(oldest, "evicted");
       return true;
     }
   }
@@ -240,13 +242,11 @@ udp_listener::session_ptr udp_listener::create_session(const client_key& key, co
   if (!ec) s->upstream.connect(target, ec);  // no packet: only fixes the peer and enables ICMP reports
   if (ec) {
     bump(c.udp_dropped_buffer_full);
-    auto now = clock_type::now();
-    if (spdlog::should_log(spdlog::level::warn)) spdlog::warn("UDP session to {} not opened: {}", format_endpoint(target), ec.message());
-    (void)now;
+    spdlog::warn("UDP session to {} not opened: {}", format_endpoint(target), ec.message());
     return nullptr;
   }
   s->upstream.non_blocking(true, ec);
-  s->last_activity = clock_type::now();
+  s->last_activity = s->started = clock_type::now();
   sessions_.emplace(key, s);
   lru_.push_front(*s);
   worker_.udp_session_opened();
@@ -278,7 +278,7 @@ void udp_listener::on_upstream_readable(const session_ptr& s) {
       // ECONNREFUSED: ICMP port unreachable from the endpoint. This session is dead; the
       // listener is not affected, and the client's next datagram picks a live endpoint.
       bump(counters(*s->port).udp_sessions_reset);
-      end_session(*s);
+      end_session(*s, "reset");
       return;
     }
     if (static_cast<std::size_t>(n) > cap) {
@@ -325,6 +325,7 @@ void udp_listener::send_to_client(session& s, const char* data, std::size_t n) {
   }
   bump(c.udp_datagrams_upstream_to_client);
   bump(c.bytes_upstream_to_client, n);
+  s.bytes_out += n;
   touch(s);
 }
 
@@ -336,9 +337,28 @@ void udp_listener::touch(session& s) {
   }
 }
 
-void udp_listener::end_session(session& s) {
+void udp_listener::end_session(session& s, std::string_view reason) {
   if (s.closed) return;
   s.closed = true;
+  if (access_log* alog = worker_.shared().access; alog || spdlog::should_log(spdlog::level::debug)) {
+    access_record r;
+    r.protocol = "udp";
+    udp::endpoint client;
+    std::memcpy(client.data(), &s.client, std::min<std::size_t>(s.client_len, sizeof s.client));
+    client.resize(s.client_len);
+    r.client = format_endpoint(client);
+    r.node_port = key_.port;
+    r.service = s.port->service_id;
+    r.port_name = s.port->port_name;
+    r.endpoint = s.port->endpoint_addrs[s.endpoint].str();
+    r.attempts = 1;
+    r.bytes_in = s.bytes_in;
+    r.bytes_out = s.bytes_out;
+    r.duration = clock_type::now() - s.started;
+    r.reason = reason;
+    if (alog) alog->write(r);
+    spdlog::debug("session closed {}", access_fields(r));
+  }
   error_code ignored_ec;
   s.upstream.close(ignored_ec);
   lru_.erase(lru_.iterator_to(s));
@@ -365,7 +385,7 @@ void udp_listener::sweep() {
   while (!lru_.empty() && lru_.back().last_activity <= limit) {
     session& s = lru_.back();
     bump(counters(*s.port).udp_sessions_expired);
-    end_session(s);
+    end_session(s, "idle_timeout");
   }
   if (!lru_.empty()) arm_sweep();
 }

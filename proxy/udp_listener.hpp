@@ -67,6 +67,9 @@ class udp_listener : public listener, public std::enable_shared_from_this<udp_li
     std::shared_ptr<const port_runtime> port;   ///< config the endpoint was picked from
     std::size_t endpoint = 0;                   ///< index into port->endpoints
     std::chrono::steady_clock::time_point last_activity;
+    std::chrono::steady_clock::time_point started;  ///< first datagram (access log duration)
+    std::uint64_t bytes_in = 0;                 ///< client -> endpoint, this session (access log)
+    std::uint64_t bytes_out = 0;                ///< endpoint -> client
     bool closed = false;
   };
   using session_ptr = std::shared_ptr<session>;
@@ -82,7 +85,9 @@ class udp_listener : public listener, public std::enable_shared_from_this<udp_li
   void wait_upstream(const session_ptr& s);
   void on_upstream_readable(const session_ptr& s);
   void send_to_client(session& s, const char* data, std::size_t n);
-  void end_session(session& s);
+  /// Closes the session; `reason` goes to the access log (idle_timeout, evicted, reset, moved,
+  /// allowlist, shutdown).
+  void end_session(session& s, std::string_view reason);
   void touch(session& s);
   void arm_sweep();
   void sweep();

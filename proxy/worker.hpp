@@ -21,6 +21,7 @@
 namespace npp::proxy {
 
 class listener;
+class access_log;
 
 /// State shared by all workers (atomics only).
 struct shared_state {
@@ -28,6 +29,7 @@ struct shared_state {
   std::atomic<std::uint64_t> next_connection_id{1};
   std::size_t max_connections = 0;                 ///< resolved --max-connections
   std::size_t udp_max_sessions = 0;                ///< resolved --udp-max-sessions
+  access_log* access = nullptr;                    ///< --access-log (null: off); owned by the server
 };
 
 /// What a worker should be listening on after an update: a key, its port config, and a fresh

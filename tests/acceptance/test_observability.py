@@ -28,7 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ALLOWED_LABELS = {"service", "port", "protocol", "node_port", "reason", "direction", "state",
-                  "result", "version"}
+                  "result", "version", "le"}
 
 
 def http_get(port, path, method="GET", timeout=5.0, headers=None):
@@ -260,6 +260,25 @@ class Metrics(ObservabilityCase):
         self.assertEqual(sample(s, "nodeport_proxy_ready"), 1)
         self.assertGreater(sample(s, "nodeport_proxy_max_connections"), 0)
         self.assertAlmostEqual(sample(s, "nodeport_proxy_config_last_applied_timestamp_seconds"), time.time(), delta=60)
+        # Histograms: one connect observation per proxied connection, none for the failed ones;
+        # one sync observation per applied configuration.
+        cd = "nodeport_proxy_upstream_connect_duration_seconds"
+        self.assertEqual(sample(s, cd + "_count", **web), n)
+        self.assertEqual(sample(s, cd + "_bucket", le="+Inf", **web), n)
+        self.assertGreater(sample(s, cd + "_sum", **web), 0)
+        self.assertLess(sample(s, cd + "_sum", **web), n * 1.0)  # loopback connects take microseconds
+        self.assertEqual(sample(s, cd + "_bucket", le="5", **web), n)
+        self.assertEqual(sample(s, cd + "_count", **broken), 0)
+        fams = {f.name: f for f in text_string_to_metric_families(self.metrics(p))}
+        self.assertEqual(fams[cd].type, "histogram")
+        web_buckets = [(float(x.labels["le"]), x.value) for x in fams[cd].samples
+                       if x.name == cd + "_bucket" and x.labels["service"] == "default/web"]
+        self.assertEqual([le for le, _ in web_buckets], sorted(le for le, _ in web_buckets))
+        self.assertEqual([v for _, v in web_buckets], sorted(v for _, v in web_buckets))  # cumulative
+        self.assertEqual(sample(s, "nodeport_proxy_sync_duration_seconds_count"), 1)
+        self.assertEqual(sample(s, "nodeport_proxy_sync_duration_seconds_bucket", le="+Inf"), 1)
+        self.assertGreater(sample(s, "nodeport_proxy_sync_duration_seconds_sum"), 0)
+
         rc, out, _ = run_cli(["version", "--json"])
         version = json.loads(out)["version"]
         self.assertEqual(sample(s, "nodeport_proxy_build_info", version=version), 1)
@@ -313,6 +332,9 @@ class Metrics(ObservabilityCase):
         self.assertGreaterEqual(sample(s, "nodeport_proxy_config_reloads_total", result="success"), 1)
         self.assertGreaterEqual(sample(s, "nodeport_proxy_config_reloads_total", result="failure"), 1)
         self.assertGreaterEqual(sample(s, "nodeport_proxy_config_generation"), 2)
+        # Every applied configuration is timed; a rejected one never reaches the apply.
+        self.assertEqual(sample(s, "nodeport_proxy_sync_duration_seconds_count"),
+                         sample(s, "nodeport_proxy_config_generation"))
         self.assertTrue(self.status_json(p)["config"]["last_reload_ok"])
 
 
