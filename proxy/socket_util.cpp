@@ -105,6 +105,9 @@ static unique_fd make_socket(const bind_address& addr, int port, config::protoco
   }
   if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0) return fail("bind");
   if (proto == config::protocol::tcp && listen_backlog > 0) {
+    // Accepted sockets inherit TCP_NODELAY from the listener: one setsockopt per port instead of
+    // one per connection. The relay forwards what it reads at once; Nagle would only add delay.
+    ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (::listen(fd.get(), listen_backlog) != 0) return fail("listen");
   }
   return fd;

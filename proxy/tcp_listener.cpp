@@ -1,6 +1,12 @@
 #include "proxy/tcp_listener.hpp"
 
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <boost/asio/post.hpp>
+#include <cerrno>
+#include <cstring>
 
 #include "proxy/access_log.hpp"
 #include "proxy/endpoint_format.hpp"
@@ -15,8 +21,8 @@ using tcp = asio::ip::tcp;
 /// Pause after a resource error (EMFILE, ENFILE, ENOBUFS, ENOMEM) before accepting again: the
 /// pending connection stays in the backlog, and retrying at once would spin on the same error.
 static constexpr auto accept_backoff = std::chrono::milliseconds(100);
-/// Connections taken from the queue per accept completion, after the first.
-static constexpr int accept_batch = 16;
+/// Connections taken from the queue before other work on the worker gets a turn.
+static constexpr int accept_batch = 32;
 
 tcp_listener::tcp_listener(worker& w, listener_key key, int fd, std::shared_ptr<const port_runtime> port)
     : worker_(w),
@@ -24,9 +30,7 @@ tcp_listener::tcp_listener(worker& w, listener_key key, int fd, std::shared_ptr<
       acceptor_(w.context()),
       port_(std::move(port)),
       backoff_(w.context()) {
-  acceptor_.assign(key_.addr.ip.v6 ? tcp::v6() : tcp::v4(), fd);
-  error_code ignored_ec;
-  acceptor_.non_blocking(true, ignored_ec);  // so the batch in on_accept never blocks
+  acceptor_.assign(key_.addr.ip.v6 ? tcp::v6() : tcp::v4(), fd);  // non-blocking since socket()
 }
 
 void tcp_listener::start() { do_accept(); }
@@ -38,13 +42,65 @@ void tcp_listener::close() {
 }
 
 void tcp_listener::do_accept() {
-  acceptor_.async_accept(worker_.context(), [self = shared_from_this()](const error_code& ec, tcp::socket sock) {
-    self->on_accept(ec, std::move(sock));
+  // Only after accept4 said EAGAIN: the reactor is edge-triggered, so a wait while connections
+  // are still queued would not wake up until the next one arrives.
+  acceptor_.async_wait(tcp::acceptor::wait_read, [self = shared_from_this()](const error_code& ec) {
+    if (ec || !self->acceptor_.is_open()) return;  // closed by an update or the drain
+    self->accept_queued();
   });
 }
 
-void tcp_listener::reject(tcp::socket& sock, const tcp::endpoint& peer, std::atomic<std::uint64_t>& counter,
-                          close_reason why) {
+void tcp_listener::accept_queued() {
+  // accept4 instead of Asio's accept: the client socket is born non-blocking (splice needs
+  // O_NONBLOCK, which would otherwise cost an ioctl), and the peer address comes with it (no
+  // getpeername). TCP_NODELAY is inherited from the listening socket.
+  const int listen_fd = acceptor_.native_handle();
+  for (int i = 0; i < accept_batch; ++i) {
+    sockaddr_storage peer_addr{};
+    socklen_t len = sizeof peer_addr;
+    int fd = ::accept4(listen_fd, reinterpret_cast<sockaddr*>(&peer_addr), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      const int err = errno;
+      if (err == EAGAIN || err == EWOULDBLOCK) {
+        do_accept();
+        return;
+      }
+      // A client that reset while queued (ECONNABORTED), or a signal: take the next one.
+      if (err == ECONNABORTED || err == EINTR || err == EPROTO) continue;
+      accept_failed(err);
+      return;
+    }
+    tcp::endpoint peer;
+    std::memcpy(peer.data(), &peer_addr, std::min<std::size_t>(len, peer.capacity()));
+    peer.resize(std::min<std::size_t>(len, peer.capacity()));
+    admit(fd, peer);
+    if (!acceptor_.is_open()) return;
+  }
+  // A full batch and perhaps more queued: let the worker's other connections run first (a
+  // burst on one port must not starve the rest), then continue without waiting for an edge.
+  asio::post(worker_.context(), [self = shared_from_this()] {
+    if (self->acceptor_.is_open()) self->accept_queued();
+  });
+}
+
+void tcp_listener::accept_failed(int err) {
+  const bool resource = err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+  auto now = std::chrono::steady_clock::now();
+  if (now - last_error_log_ > std::chrono::seconds(1)) {
+    last_error_log_ = now;
+    spdlog::warn("accept on {} failed: {}{}", key_.str(), std::strerror(err),
+                 resource ? " (pausing accepts for 100 ms; raise the open-file limit or lower --max-connections)" : "");
+  }
+  // Either way the queue is tried again directly (not by waiting for an edge): the pending
+  // connection stays queued, and no new edge may come. Resource errors pause first, so the
+  // same error does not spin.
+  backoff_.expires_after(resource ? accept_backoff : std::chrono::milliseconds(1));
+  backoff_.async_wait([self = shared_from_this()](const error_code& ec) {
+    if (!ec && self->acceptor_.is_open()) self->accept_queued();
+  });
+}
+
+void tcp_listener::reject(int fd, const tcp::endpoint& peer, std::atomic<std::uint64_t>& counter, close_reason why) {
   if (access_log* alog = worker_.shared().access; alog || spdlog::should_log(spdlog::level::debug)) {
     access_record r;
     r.protocol = "tcp";
@@ -60,70 +116,27 @@ void tcp_listener::reject(tcp::socket& sock, const tcp::endpoint& peer, std::ato
   }
   // A reset at once, before reading a byte: the client learns immediately instead of waiting on
   // a connection we will never serve, and a denied client gets no more than a refusal would
-  // tell it (the handshake itself is completed by the kernel before we see the client).
-  error_code ignored_ec;
-  sock.set_option(asio::socket_base::linger(true, 0), ignored_ec);
-  sock.close(ignored_ec);
+  // tell it (the handshake itself is completed by the kernel before we see the client). The
+  // descriptor never reaches the reactor.
+  const linger reset{1, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+  ::close(fd);
   bump(counter);  // after the close: a scrape that sees the count finds the client reset
 }
 
-void tcp_listener::on_accept(const error_code& ec, tcp::socket sock) {
-  if (!acceptor_.is_open()) return;  // closed by an update or the drain
-  if (ec) {
-    const int e = ec.value();
-    const bool resource = e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM;
-    auto now = std::chrono::steady_clock::now();
-    if (now - last_error_log_ > std::chrono::seconds(1)) {
-      last_error_log_ = now;
-      spdlog::warn("accept on {} failed: {}{}", key_.str(), ec.message(),
-                   resource ? " (pausing accepts for 100 ms; raise the open-file limit or lower --max-connections)" : "");
-    }
-    if (resource) {
-      backoff_.expires_after(accept_backoff);
-      backoff_.async_wait([self = shared_from_this()](const error_code& ec) {
-        if (!ec && self->acceptor_.is_open()) self->do_accept();
-      });
-      return;
-    }
-    do_accept();
-    return;
-  }
-  admit(std::move(sock));
-  // Take what else is already queued without a trip through the reactor per connection (a
-  // burst of new connections arrives together); bounded so one listener cannot starve the rest
-  // of the worker. The acceptor is non-blocking, so an empty queue answers would_block at once.
-  for (int i = 0; i < accept_batch && acceptor_.is_open(); ++i) {
-    error_code more_ec;
-    tcp::socket next = acceptor_.accept(worker_.context(), more_ec);
-    if (more_ec) break;  // would_block, or an error the async accept below reports and handles
-    admit(std::move(next));
-  }
-  do_accept();
-}
-
-void tcp_listener::admit(tcp::socket sock) {
+void tcp_listener::admit(int fd, const tcp::endpoint& peer) {
   auto port = port_;
   auto& c = port->stats->worker(worker_.index());
-  error_code peer_ec;
-  const tcp::endpoint peer = sock.remote_endpoint(peer_ec);
-  if (peer_ec) {
-    // The client reset while it waited in the accept queue: nobody is left to serve, and its
-    // address (for the allowlist and limits) is unknown. Close without contacting an endpoint.
-    spdlog::debug("accepted connection on {} already gone: {}", key_.str(), peer_ec.message());
-    error_code ignored_ec;
-    sock.close(ignored_ec);
-    return;
-  }
   // The checks, cheapest and most fundamental first: who may connect at all, then how many.
   const config::ip_address source = from_asio(peer.address());  // IPv4-mapped -> IPv4
   if (!worker_.cfg().allowed_sources.allows(source) || !port->allowed_sources.allows(source)) {
-    reject(sock, peer, c.connections_rejected_allowlist, close_reason::allowlist);
+    reject(fd, peer, c.connections_rejected_allowlist, close_reason::allowlist);
     return;
   }
   auto& shared = worker_.shared();
   if (shared.active_connections.fetch_add(1, std::memory_order_relaxed) >= shared.max_connections) {
     shared.active_connections.fetch_sub(1, std::memory_order_relaxed);
-    reject(sock, peer, c.connections_rejected_limit, close_reason::limit);
+    reject(fd, peer, c.connections_rejected_limit, close_reason::limit);
     return;
   }
   connection_limits::slot slot;
@@ -131,12 +144,21 @@ void tcp_listener::admit(tcp::socket sock) {
     case connection_limits::verdict::admitted: break;
     case connection_limits::verdict::service_limit:
       shared.active_connections.fetch_sub(1, std::memory_order_relaxed);
-      reject(sock, peer, c.connections_rejected_service_limit, close_reason::service_limit);
+      reject(fd, peer, c.connections_rejected_service_limit, close_reason::service_limit);
       return;
     case connection_limits::verdict::source_limit:
       shared.active_connections.fetch_sub(1, std::memory_order_relaxed);
-      reject(sock, peer, c.connections_rejected_source_limit, close_reason::source_limit);
+      reject(fd, peer, c.connections_rejected_source_limit, close_reason::source_limit);
       return;
+  }
+  tcp::socket sock(worker_.context());
+  error_code ec;
+  sock.assign(peer.protocol(), fd, ec);  // registers with the reactor
+  if (ec) {
+    ::close(fd);
+    shared.active_connections.fetch_sub(1, std::memory_order_relaxed);
+    spdlog::warn("accepted connection on {} dropped: {}", key_.str(), ec.message());
+    return;
   }
   // The session gives back the global count (its destructor) and the Service's (the slot).
   auto id = shared.next_connection_id.fetch_add(1, std::memory_order_relaxed);

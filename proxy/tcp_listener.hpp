@@ -23,14 +23,19 @@ class tcp_listener : public listener, public std::enable_shared_from_this<tcp_li
   void update(std::shared_ptr<const port_runtime> port) override { port_ = std::move(port); }
 
  private:
+  /// Waits until the queue has a connection (the reactor reports a new one).
   void do_accept();
-  void on_accept(const boost::system::error_code& ec, boost::asio::ip::tcp::socket sock);
+  /// Takes up to accept_batch queued connections with accept4(2), then waits again once the
+  /// queue is empty, or lets other work run first if it is not.
+  void accept_queued();
+  /// A failed accept4: pause on resource errors (EMFILE...), else carry on.
+  void accept_failed(int err);
   /// Runs the admission checks on an accepted client (allowlists, --max-connections, the
-  /// Service's limits) and starts its session, or resets it and counts why.
-  void admit(boost::asio::ip::tcp::socket sock);
-  /// Resets a client that will not be served, bumps `counter` and logs `why` (debug).
-  void reject(boost::asio::ip::tcp::socket& sock, const boost::asio::ip::tcp::endpoint& peer,
-              std::atomic<std::uint64_t>& counter, close_reason why);
+  /// Service's limits) and starts its session, or resets it and counts why. Takes `fd`.
+  void admit(int fd, const boost::asio::ip::tcp::endpoint& peer);
+  /// Resets a client that will not be served (closes `fd`), bumps `counter` and logs `why`.
+  void reject(int fd, const boost::asio::ip::tcp::endpoint& peer, std::atomic<std::uint64_t>& counter,
+              close_reason why);
 
   worker& worker_;                            ///< owning worker
   listener_key key_;                          ///< what this socket is bound to

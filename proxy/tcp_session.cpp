@@ -1,6 +1,10 @@
 #include "proxy/tcp_session.hpp"
 
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/post.hpp>
@@ -106,9 +110,44 @@ void tcp_session::try_connect() {
   error_code ignored_ec;
   upstream_.close(ignored_ec);
   attempt_started_ = clock_type::now();
-  upstream_.async_connect(port_->endpoints[endpoint_index_],
-                          [self = shared_from_this()](const error_code& ec) { self->on_connect(ec); });
   arm_timer(worker_.cfg().connect_timeout);
+  // A non-blocking connect by hand rather than Asio's async_connect: the socket is born
+  // non-blocking with TCP_NODELAY set before the SYN, and completion is one writability wait
+  // plus SO_ERROR (Asio adds an ioctl and a poll per attempt).
+  const tcp::endpoint& target = port_->endpoints[endpoint_index_];
+  int fd = ::socket(target.protocol().family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+  if (fd < 0) {
+    on_connect(error_code(errno, boost::system::system_category()));
+    return;
+  }
+  const int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  error_code ec;
+  upstream_.assign(target.protocol(), fd, ec);
+  if (ec) {
+    ::close(fd);
+    on_connect(ec);
+    return;
+  }
+  if (::connect(fd, target.data(), static_cast<socklen_t>(target.size())) == 0) {
+    on_connect({});
+    return;
+  }
+  if (errno != EINPROGRESS) {
+    on_connect(error_code(errno, boost::system::system_category()));
+    return;
+  }
+  upstream_.async_wait(tcp::socket::wait_write, [self = shared_from_this()](const error_code& ec) {
+    if (self->state_ == state::closed) return;
+    error_code result = ec;
+    if (!result) {
+      int err = 0;
+      socklen_t len = sizeof err;
+      if (::getsockopt(self->upstream_.native_handle(), SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+      if (err) result = error_code(err, boost::system::system_category());
+    }
+    self->on_connect(result);
+  });
 }
 
 void tcp_session::on_connect(const error_code& ec) {
@@ -131,9 +170,6 @@ void tcp_session::on_connect(const error_code& ec) {
   port_->pin(from_asio(client_addr_.address()), endpoint_index_);  // a failed dial picked anew: remember the winner
   if (port_->endpoint_failing[endpoint_index_].load(std::memory_order_relaxed))
     port_->endpoint_failing[endpoint_index_].store(false, std::memory_order_relaxed);
-  error_code ignored_ec;
-  upstream_.set_option(tcp::no_delay(true), ignored_ec);
-  client_.set_option(tcp::no_delay(true), ignored_ec);
   arm_timer(worker_.cfg().idle_timeout);
   if (port_->proxy_protocol != config::proxy_protocol_version::off)
     write_proxy_header();
@@ -168,11 +204,17 @@ void tcp_session::write_proxy_header() {
 }
 
 void tcp_session::start_relay() {
+  // Both descriptors are O_NONBLOCK already (accept4, socket), which is all splice needs. The
+  // copy path reads and writes through Asio, which must be told so it does not emulate blocking.
+  if (!splice_) use_asio_io();
+  pump(in);
+  if (state_ == state::relaying) pump(out);
+}
+
+void tcp_session::use_asio_io() {
   error_code ignored_ec;
   client_.non_blocking(true, ignored_ec);
   upstream_.non_blocking(true, ignored_ec);
-  pump(in);
-  if (state_ == state::relaying) pump(out);
 }
 
 void tcp_session::do_wait(int d) {
@@ -204,6 +246,7 @@ void tcp_session::pump_splice(int d) {
       if (!h.pipe) {
         // Out of descriptors for a pipe: this connection copies through user space instead.
         splice_ = false;
+        use_asio_io();
         pump_copy(d);
         return;
       }
@@ -328,12 +371,14 @@ void tcp_session::end_direction(int d) {
                   halves_[d].bytes);
   release_buffer(d);
   halves_[d].done = true;
-  error_code ignored_ec;
-  sink(d).shutdown(tcp::socket::shutdown_send, ignored_ec);
   if (halves_[in].done && halves_[out].done) {
+    // The other direction ended already: closing both sockets sends this FIN too (nothing is
+    // left unread on either, so close(2) means FIN, not RST); no separate shutdown(2).
     finish(close_reason::eof, false, false);
     return;
   }
+  error_code ignored_ec;
+  sink(d).shutdown(tcp::socket::shutdown_send, ignored_ec);
   // Half-closed from now on: the shorter limit applies.
   touch();
   arm_timer(std::min(worker_.cfg().half_closed_timeout, worker_.cfg().idle_timeout));

@@ -99,6 +99,8 @@ class tcp_session : public std::enable_shared_from_this<tcp_session>, public ses
   void on_connect(const boost::system::error_code& ec);
   void write_proxy_header();
   void start_relay();
+  /// Tells Asio the sockets are non-blocking (the copy path's read_some/write_some).
+  void use_asio_io();
   void do_wait(int d);
   void pump(int d);
   void pump_copy(int d);
