@@ -9,6 +9,9 @@ namespace npp::config {
 
 std::optional<ip_address> ip_address::parse(std::string_view text) {
   if (text.empty() || text.size() > INET6_ADDRSTRLEN) return std::nullopt;
+  // inet_pton reads a C string: a NUL inside the text would end it early, and "10.0.0.1\0junk"
+  // (a JSON "\u0000" or a YAML "\0") would pass as 10.0.0.1.
+  if (std::memchr(text.data(), '\0', text.size()) != nullptr) return std::nullopt;
   char buf[INET6_ADDRSTRLEN + 1];
   std::memcpy(buf, text.data(), text.size());
   buf[text.size()] = '\0';
