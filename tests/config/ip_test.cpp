@@ -30,6 +30,12 @@ TEST_CASE("a NUL byte inside an address is refused, not read as the end of it") 
   CHECK_FALSE(cidr::parse("10.0.0.0\0/8"s));
 }
 
+TEST_CASE("a CIDR prefix length is digits only") {
+  for (const char* bad : {"::/-0", "0.0.0.0/-0", "10.0.0.0/+8", "10.0.0.0/ 8", "10.0.0.0/8 ", "10.0.0.0/"})
+    CHECK_MESSAGE(!cidr::parse(bad), bad);
+  CHECK(cidr::parse("0.0.0.0/0"));
+}
+
 TEST_CASE("address classes: unspecified, multicast, loopback, v4-mapped") {
   CHECK(ip_address::parse("0.0.0.0")->is_unspecified());
   CHECK(ip_address::parse("::")->is_unspecified());
