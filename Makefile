@@ -1,7 +1,7 @@
 # Quick start on a fresh Debian 12 machine:
 #   make demo   installs dependencies, builds, runs the demo on loopback
 #   make test   installs dependencies, builds, runs the whole suite (ctest)
-# Other targets: build, asan, tsan, bench, clean.
+# Other targets: build, asan, tsan, bench, fuzz, soak, clean.
 BUILD       ?= build
 BUILD_TYPE  ?= RelWithDebInfo
 JOBS        ?= $(shell nproc)
@@ -12,7 +12,7 @@ comma := ,
 ASAN_CMAKE := -DNPP_SANITIZE=address$(comma)undefined
 TSAN_CMAKE := -DNPP_SANITIZE=thread
 
-.PHONY: all deps deps-test build demo test asan tsan sanitizers bench clean
+.PHONY: all deps deps-test build demo test asan tsan sanitizers bench fuzz soak clean
 
 all: build
 
@@ -55,5 +55,18 @@ bench: build
 	@scripts/deps.sh bench
 	bench/run.sh
 
+# libFuzzer targets built with clang into build-fuzz, each run FUZZ_SECONDS (see fuzz/README.md).
+FUZZ_SECONDS ?= 60
+fuzz:
+	@scripts/deps.sh build sanitizers
+	scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# Random open/write/half-close/reset/reload/endpoint churn against the ASan+UBSan build for
+# SOAK_MINUTES (see tests/soak/soak.py).
+SOAK_MINUTES ?= 2
+soak: deps-test
+	$(call configure_and_build,build-asan,RelWithDebInfo,$(ASAN_CMAKE))
+	NPP_BINARY=build-asan/nodeport-proxy /usr/bin/python3 tests/soak/soak.py --minutes $(SOAK_MINUTES)
+
 clean:
-	rm -rf $(BUILD) build-asan build-tsan
+	rm -rf $(BUILD) build-asan build-tsan build-fuzz

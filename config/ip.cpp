@@ -9,6 +9,9 @@ namespace npp::config {
 
 std::optional<ip_address> ip_address::parse(std::string_view text) {
   if (text.empty() || text.size() > INET6_ADDRSTRLEN) return std::nullopt;
+  // inet_pton reads a C string: a NUL inside the text would end it early, and "10.0.0.1\0junk"
+  // (a JSON "\u0000" or a YAML "\0") would pass as 10.0.0.1.
+  if (std::memchr(text.data(), '\0', text.size()) != nullptr) return std::nullopt;
   char buf[INET6_ADDRSTRLEN + 1];
   std::memcpy(buf, text.data(), text.size());
   buf[text.size()] = '\0';
@@ -106,7 +109,9 @@ std::optional<cidr> cidr::parse(std::string_view text, std::string* error) {
   int prefix = max;
   if (slash != std::string_view::npos) {
     auto ps = text.substr(slash + 1);
-    if (ps.empty() || ps.size() > 3) return fail("invalid prefix length");
+    // Digits only: from_chars would also take "-0" as 0, making "0.0.0.0/-0" mean every address.
+    if (ps.empty() || ps.size() > 3 || ps.find_first_not_of("0123456789") != std::string_view::npos)
+      return fail("invalid prefix length");
     auto [p, ec] = std::from_chars(ps.data(), ps.data() + ps.size(), prefix);
     if (ec != std::errc{} || p != ps.data() + ps.size()) return fail("invalid prefix length");
     if (prefix < 0 || prefix > max) return fail(ip->v6 ? "prefix length must be 0-128" : "prefix length must be 0-32");

@@ -19,6 +19,7 @@
 #include <array>
 #include <charconv>
 #include <optional>
+#include <sstream>
 #include <stdexcept>
 #include <unordered_set>
 
@@ -164,6 +165,56 @@ reply route(admin_server::role role, const admin_hooks& hooks, http::verb method
   return {http::status::ok, "application/json", render_status_json(report)};
 }
 
+using request = http::request<http::empty_body>;
+using response = http::response<http::string_body>;
+
+/// Bytes one read may buffer: the header plus room for the start of a pipelined request.
+constexpr std::size_t read_buffer_limit = header_limit + 1024;
+
+/// Gives a fresh parser the server's limits: header <= header_limit, no body.
+void limit(http::request_parser<http::empty_body>& parser) {
+  parser.header_limit(header_limit);
+  parser.body_limit(0);
+}
+
+/// What to answer when reading a request failed; nullopt: close without answering (the client
+/// left, went idle, or sent half a request).
+std::optional<reply> reply_to_read_error(const boost::system::error_code& ec) {
+  if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == asio::error::operation_aborted ||
+      ec == asio::error::connection_reset || ec == asio::error::eof || ec == http::error::partial_message)
+    return std::nullopt;
+  if (ec == http::error::header_limit) return text(http::status::request_header_fields_too_large, "request header too large\n");
+  if (ec == http::error::body_limit || ec == http::error::unexpected_body)
+    return text(http::status::payload_too_large, "request bodies are not accepted\n");
+  return text(http::status::bad_request, "bad request\n");
+}
+
+/// route() for a parsed request; an exception while rendering becomes a 500.
+reply answer(admin_server::role role, const admin_hooks& hooks, const request& req) {
+  try {
+    return route(role, hooks, req.method(), req.target());
+  } catch (const std::exception& e) {
+    spdlog::warn("admin: {} {} failed: {}", std::string(req.method_string()), std::string(req.target()), e.what());
+    return text(http::status::internal_server_error, "internal error\n");
+  }
+}
+
+/// The response message for a reply. HEAD gets the GET response's headers and no body.
+std::shared_ptr<response> make_response(reply r, bool head, bool keep_alive, unsigned version) {
+  auto res = std::make_shared<response>(r.status, version);
+  res->set(http::field::server, "nodeport-proxy");
+  res->set(http::field::content_type, r.content_type);
+  res->set(http::field::cache_control, "no-store");
+  res->set("X-Content-Type-Options", "nosniff");
+  if (r.allow_header) res->set(http::field::allow, "GET, HEAD");
+  res->keep_alive(keep_alive);
+  const std::size_t length = r.body.size();
+  if (!head) res->body() = std::move(r.body);
+  res->prepare_payload();
+  if (head) res->content_length(length);  // HEAD: the GET response's length, no body
+  return res;
+}
+
 }  // namespace
 
 struct admin_server::impl : std::enable_shared_from_this<admin_server::impl> {
@@ -202,49 +253,23 @@ class admin_server::impl::connection : public std::enable_shared_from_this<conne
  private:
   void do_read() {
     parser_.emplace();
-    parser_->header_limit(header_limit);
-    parser_->body_limit(0);
+    limit(*parser_);
     stream_.expires_after(io_timeout);
     http::async_read(stream_, buffer_, *parser_,
                      [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) { self->on_read(ec); });
   }
 
   void on_read(const boost::system::error_code& ec) {
-    if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == asio::error::operation_aborted) return;
-    if (ec == http::error::header_limit) return send_error(http::status::request_header_fields_too_large, "request header too large\n");
-    if (ec == http::error::body_limit || ec == http::error::unexpected_body)
-      return send_error(http::status::payload_too_large, "request bodies are not accepted\n");
     if (ec) {
-      if (ec != asio::error::connection_reset && ec != asio::error::eof && ec != http::error::partial_message)
-        return send_error(http::status::bad_request, "bad request\n");
+      if (auto r = reply_to_read_error(ec)) send(make_response(std::move(*r), false, false, 11));
       return;
     }
     const auto& req = parser_->get();
-    reply r;
-    try {
-      r = route(server_->served, server_->hooks, req.method(), req.target());
-    } catch (const std::exception& e) {
-      spdlog::warn("admin: {} {} failed: {}", std::string(req.method_string()), std::string(req.target()), e.what());
-      r = text(http::status::internal_server_error, "internal error\n");
-    }
-    send(std::move(r), req.method() == http::verb::head, req.keep_alive(), req.version());
+    send(make_response(answer(server_->served, server_->hooks, req), req.method() == http::verb::head, req.keep_alive(),
+                       req.version()));
   }
 
-  void send_error(http::status s, std::string body) { send(text(s, std::move(body)), false, false, 11); }
-
-
-  void send(reply r, bool head, bool keep_alive, unsigned version) {
-    auto res = std::make_shared<http::response<http::string_body>>(r.status, version);
-    res->set(http::field::server, "nodeport-proxy");
-    res->set(http::field::content_type, r.content_type);
-    res->set(http::field::cache_control, "no-store");
-    res->set("X-Content-Type-Options", "nosniff");
-    if (r.allow_header) res->set(http::field::allow, "GET, HEAD");
-    res->keep_alive(keep_alive);
-    const std::size_t length = r.body.size();
-    if (!head) res->body() = std::move(r.body);
-    res->prepare_payload();
-    if (head) res->content_length(length);  // HEAD: the GET response's length, no body
+  void send(std::shared_ptr<http::response<http::string_body>> res) {
     stream_.expires_after(io_timeout);
     http::async_write(stream_, *res, [self = shared_from_this(), res](const boost::system::error_code& ec, std::size_t) {
       self->on_write(ec, res->keep_alive());
@@ -273,7 +298,7 @@ class admin_server::impl::connection : public std::enable_shared_from_this<conne
   }
 
   beast::tcp_stream stream_;
-  beast::flat_buffer buffer_{header_limit + 1024};  ///< bounded: the parser enforces header_limit
+  beast::flat_buffer buffer_{read_buffer_limit};  ///< bounded: the parser enforces header_limit
   std::optional<http::request_parser<http::empty_body>> parser_;  ///< fresh per request
   std::shared_ptr<admin_server::impl> server_;
   std::array<char, 4096> discard_{};  ///< lingering close: unread request bytes land here
@@ -336,5 +361,37 @@ void admin_server::close() {
 }
 
 int admin_server::port() const { return impl_->bound_port; }
+
+std::string admin_server::respond(role r, const admin_hooks& hooks, std::string_view bytes) {
+  // As the connection reads: at most one buffer's worth, then the client's EOF.
+  bytes = bytes.substr(0, read_buffer_limit);
+  http::request_parser<http::empty_body> parser;
+  limit(parser);
+  boost::system::error_code ec;
+  while (!parser.is_done() && !ec) {
+    const std::size_t used = parser.put(asio::buffer(bytes.data(), bytes.size()), ec);
+    bytes.remove_prefix(used);
+    if (ec == http::error::need_more || (used == 0 && !ec)) {
+      ec = {};
+      if (parser.got_some())
+        parser.put_eof(ec);
+      else
+        ec = http::error::end_of_stream;  // what http::async_read reports for EOF before any byte
+      break;
+    }
+  }
+  std::shared_ptr<response> res;
+  if (ec) {
+    auto reply = reply_to_read_error(ec);
+    if (!reply) return {};
+    res = make_response(std::move(*reply), false, false, 11);
+  } else {
+    const auto& req = parser.get();
+    res = make_response(answer(r, hooks, req), req.method() == http::verb::head, req.keep_alive(), req.version());
+  }
+  std::ostringstream out;
+  out << *res;
+  return out.str();
+}
 
 }  // namespace npp::proxy

@@ -5,6 +5,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "proxy/status.hpp"
 
@@ -33,6 +34,12 @@ class admin_server {
   void close();
   /// The bound port (useful with port 0).
   int port() const;
+
+  /// What a connection writes back for `bytes`, everything a client sent before closing: the
+  /// first request goes through the same Beast parser, limits, router and response headers as
+  /// on a socket. "" when the connection would close without an answer (nothing or half a
+  /// request sent). Pure (no socket); the admin HTTP fuzzer drives it.
+  static std::string respond(role r, const admin_hooks& hooks, std::string_view bytes);
 
  private:
   struct impl;

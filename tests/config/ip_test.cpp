@@ -21,6 +21,21 @@ TEST_CASE("malformed addresses, names, brackets and zone ids are not IP literals
     CHECK_MESSAGE(!ip_address::parse(bad), bad);
 }
 
+TEST_CASE("a NUL byte inside an address is refused, not read as the end of it") {
+  using namespace std::string_literals;
+  CHECK_FALSE(ip_address::parse("10.0.0.1\0junk"s));
+  CHECK_FALSE(ip_address::parse("::1\0"s));
+  CHECK_FALSE(host_port::parse("10.0.0.1\0:80"s));
+  CHECK_FALSE(cidr::parse("::ffff:0:0\0\0/96"s));
+  CHECK_FALSE(cidr::parse("10.0.0.0\0/8"s));
+}
+
+TEST_CASE("a CIDR prefix length is digits only") {
+  for (const char* bad : {"::/-0", "0.0.0.0/-0", "10.0.0.0/+8", "10.0.0.0/ 8", "10.0.0.0/8 ", "10.0.0.0/"})
+    CHECK_MESSAGE(!cidr::parse(bad), bad);
+  CHECK(cidr::parse("0.0.0.0/0"));
+}
+
 TEST_CASE("address classes: unspecified, multicast, loopback, v4-mapped") {
   CHECK(ip_address::parse("0.0.0.0")->is_unspecified());
   CHECK(ip_address::parse("::")->is_unspecified());
