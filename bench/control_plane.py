@@ -77,7 +77,8 @@ def main():
     print("workload: %d Services (%d NodePort), %d EndpointSlices, %d endpoints (generated in %.1f s)"
           % (n_services, n_nodeports, n_services, n_services * per_service, time.monotonic() - t0))
 
-    cmd = [binary, "run", "--kubeconfig", kc, "--workers", "1", "--nodeport-addresses", "127.0.0.1/32",
+    # NPP_BENCH_PREFIX="perf record -g -o perf.data" profiles the proxy.
+    cmd = os.environ.get("NPP_BENCH_PREFIX", "").split() + [binary, "run", "--kubeconfig", kc, "--workers", "1", "--nodeport-addresses", "127.0.0.1/32",
            "--healthz-bind-address", "", "--metrics-bind-address", "", "--min-sync-period", "1s"]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     lines = []
@@ -104,20 +105,31 @@ def main():
                     raise SystemExit("timed out waiting for %r:\n%s" % (rx, "\n".join(lines[-20:])))
                 cond.wait(left)
 
+    def proxy_pid():
+        # With a prefix (perf) the proxy is a child of proc.
+        if not os.environ.get("NPP_BENCH_PREFIX"):
+            return proc.pid
+        out = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        return int(out[0]) if out else proc.pid
+
     try:
         i_applied, m_applied = wait(r"configuration applied: generation=1 .*listening=(\d+)")
         listed = [l for l in lines if "API: listed" in l]
         received = []
         for l in listed:
-            m = re.search(r"listed (\d+) (\w+) \((\d+) bytes.*received in (\d+) ms, decoded in (\d+) ms", l)
+            m = re.search(r"listed (\d+) (\w+) \((\d+) bytes.*received in (\d+) ms, decoded in (\d+) ms \((\d+) ms CPU\)", l)
             received.append(ts(l) - int(m.group(5)) / 1000.0)
-            print("  %s: %s items, %.1f MB, transfer %s ms, JSON decode + object decode %s ms"
-                  % (m.group(2), m.group(1), int(m.group(3)) / 1e6, m.group(4), m.group(5)))
-        _, m_build = wait(r"snapshot built in (\d+) ms")
-        t_applied = ts(lines[i_applied])
-        print("list fully received -> configuration applied: %.0f ms (snapshot build alone: %s ms; listeners open: %s)"
-              % ((t_applied - max(received)) * 1000, m_build.group(1), m_applied.group(1)))
-        print("memory after the first sync: %s" % rss(proc.pid))
+            print("  %s: %s items, %.1f MB; transfer from the (python) server %s ms; JSON + object decode %s ms "
+                  "(%s ms CPU of the API thread)" % (m.group(2), m.group(1), int(m.group(3)) / 1e6, m.group(4),
+                                                    m.group(5), m.group(6)))
+        i_built, m_build = wait(r"snapshot built in (\d+) ms \((\d+) ms CPU\)")
+        t_applied, t_built = ts(lines[i_applied]), ts(lines[i_built])
+        t_received = max(received)
+        print("list fully received -> configuration applied: %.0f ms" % ((t_applied - t_received) * 1000))
+        print("  = last list's decode %.0f ms + snapshot build %s ms (%s ms CPU) + apply (%s listeners) %.0f ms"
+              % ((ts([l for l in listed if ts(l) - t_received >= 0][-1]) - t_received) * 1000, m_build.group(1),
+                 m_build.group(2), m_applied.group(1), (t_applied - t_built) * 1000))
+        print("memory after the first sync: %s" % rss(proxy_pid()))
         # One change after the first sync: a MODIFIED EndpointSlice, event sent -> applied.
         time.sleep(1.2)  # past the min sync period, so the change is applied at once
         while not api.live_watches("endpointslices"):
@@ -131,9 +143,9 @@ def main():
         i2, _ = wait(r"configuration applied: generation=2", start)
         print("one MODIFIED EndpointSlice: event sent -> configuration applied: %.0f ms (full rebuild of the snapshot)"
               % ((ts(lines[i2]) - t_sent) * 1000))
-        print("memory after the update: %s" % rss(proc.pid))
+        print("memory after the update: %s" % rss(proxy_pid()))
     finally:
-        proc.terminate()
+        os.kill(proxy_pid(), 15)
         try:
             proc.wait(30)
         except subprocess.TimeoutExpired:

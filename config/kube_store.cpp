@@ -1,6 +1,9 @@
 #include "config/kube_store.hpp"
 
+#include <stdexcept>
+
 #include "config/kubernetes_objects.hpp"
+#include "config/watch_events.hpp"
 
 namespace npp::config {
 
@@ -18,17 +21,9 @@ std::string object_store::key_of(const nlohmann::json& object) {
 
 std::vector<std::string> object_store::decode(api_kind k, const nlohmann::json& object, entry& out) const {
   std::vector<problem> problems;
-  const char* kind = k == api_kind::service ? "Service" : "EndpointSlice";
   // Items of a ServiceList / EndpointSliceList carry no kind (the API leaves it out); decode them
   // as what the list said they are.
-  const auto it = object.find("kind");
-  if (object.is_object() && (it == object.end() || it->is_null())) {
-    nlohmann::json typed = object;
-    typed["kind"] = kind;
-    detail::decode_kubernetes(typed, "", true, out.decoded, problems);
-  } else {
-    detail::decode_kubernetes(object, "", true, out.decoded, problems);
-  }
+  detail::decode_kubernetes_item(object, k == api_kind::service ? "Service" : "EndpointSlice", out.decoded, problems);
   std::vector<std::string> lines;
   for (const auto& p : problems) lines.push_back(p.str());
   out.rejected = !problems.empty();
@@ -46,6 +41,22 @@ std::vector<std::string> object_store::replace(api_kind k, const nlohmann::json&
     out.insert(out.end(), problems.begin(), problems.end());
     objects.insert_or_assign(key_of(item), std::move(e));
   }
+  return out;
+}
+
+std::vector<std::string> object_store::replace(api_kind k, std::string_view list_text, int max_depth,
+                                               std::string* resource_version) {
+  std::vector<std::string> out;
+  std::map<std::string, entry> fresh;
+  std::string error;
+  const std::function<void(nlohmann::json&&)> add = [&](nlohmann::json&& item) {
+    entry e;
+    auto problems = decode(k, item, e);
+    out.insert(out.end(), problems.begin(), problems.end());
+    fresh.insert_or_assign(key_of(item), std::move(e));
+  };
+  if (!read_list(list_text, max_depth, add, resource_version, &error)) throw std::runtime_error(error);
+  objects_[index(k)] = std::move(fresh);
   return out;
 }
 

@@ -28,6 +28,10 @@ class object_store {
   /// Replaces every object of kind `k` with the items of a List response. Returns the problems of
   /// objects left out ("Service ops/web: metadata.annotations[...]: ...").
   std::vector<std::string> replace(api_kind k, const nlohmann::json& items);
+  /// replace() from the text of a List response, parsed item by item (watch_events.hpp
+  /// read_list(): the list never exists as one JSON tree). On malformed JSON throws
+  /// std::runtime_error and keeps the kind's objects as they were. Sets *resource_version.
+  std::vector<std::string> replace(api_kind k, std::string_view list_text, int max_depth, std::string* resource_version);
   /// An ADDED or MODIFIED object. Returns its problems (it is then left out) or nothing.
   std::vector<std::string> upsert(api_kind k, const nlohmann::json& object);
   /// A DELETED object (only its metadata is read).

@@ -3,6 +3,189 @@
 #include "config/loader_internal.hpp"
 
 namespace npp::config {
+namespace {
+
+using json = nlohmann::json;
+
+// Keys whose values nothing in config/ reads (kubernetes_objects.cpp), skipped at any depth of an
+// item. "status" is skipped only as an item's own key (a Service's load balancer status).
+bool unread_key(const std::string& k) {
+  return k == "managedFields" || k == "ownerReferences" || k == "finalizers" || k == "targetRef" || k == "hints" ||
+         k == "zone" || k == "hostname" || k == "deprecatedTopology";
+}
+
+// Builds one JSON subtree from SAX events.
+struct subtree {
+  json root;
+  std::vector<json*> stack;
+  std::string key;
+  json* place(json&& v) {
+    if (stack.empty()) {
+      root = std::move(v);
+      return &root;
+    }
+    json& parent = *stack.back();
+    if (parent.is_array()) {
+      parent.push_back(std::move(v));
+      return &parent.back();
+    }
+    json& slot = parent[key];
+    slot = std::move(v);
+    return &slot;
+  }
+};
+
+// SAX consumer for read_list(). Depth counts open containers: the list object is depth 1, the
+// items array depth 2, an item depth 3.
+class list_reader {
+ public:
+  list_reader(int max_depth, const std::function<void(json&&)>& on_item) : max_depth_(max_depth), on_item_(on_item) {}
+
+  bool null() { return scalar(json(nullptr)); }
+  bool boolean(bool v) { return scalar(json(v)); }
+  bool number_integer(json::number_integer_t v) { return scalar(json(v)); }
+  bool number_unsigned(json::number_unsigned_t v) { return scalar(json(v)); }
+  bool number_float(json::number_float_t v, const json::string_t&) { return scalar(json(v)); }
+  bool string(json::string_t& v) { return scalar(json(std::move(v))); }
+  bool binary(json::binary_t&) { return false; }
+  bool start_object(std::size_t) { return open(json::value_t::object); }
+  bool start_array(std::size_t) { return open(json::value_t::array); }
+  bool end_object() { return close(); }
+  bool end_array() { return close(); }
+
+  bool key(json::string_t& k) {
+    if (skip_until_ >= 0) return true;
+    if (depth_ == 1) {
+      top_key_ = std::move(k);
+      return true;
+    }
+    if (building_) {
+      if (unread_key(k) || (depth_ == 3 && in_items_ && k == "status")) {
+        skip_next_ = true;
+        return true;
+      }
+      build_.key = std::move(k);
+    }
+    return true;
+  }
+
+  bool parse_error(std::size_t, const std::string&, const json::exception& ex) {
+    error = ex.what();
+    if (auto end = error.find("] "); error.rfind("[json.exception.", 0) == 0 && end != std::string::npos) error.erase(0, end + 2);
+    return false;
+  }
+
+  std::string error;
+  std::string resource_version;
+
+ private:
+  bool scalar(json&& v) {
+    if (skip_until_ >= 0) return true;
+    if (skip_next_) {
+      skip_next_ = false;
+      return true;
+    }
+    if (depth_ == 0) {
+      error = "a List response must be a JSON object";
+      return false;
+    }
+    if (building_) {
+      build_.place(std::move(v));
+    } else if (in_items_ && depth_ == 2) {
+      on_item_(std::move(v));  // not an object: the decoder says what is wrong with it
+    }
+    return true;
+  }
+
+  bool open(json::value_t type) {
+    if (++depth_ > max_depth_) {
+      error = "nesting deeper than " + std::to_string(max_depth_) + " levels";
+      return false;
+    }
+    if (skip_until_ >= 0) return true;
+    if (skip_next_) {
+      skip_next_ = false;
+      skip_until_ = depth_ - 1;
+      return true;
+    }
+    if (depth_ == 1) {
+      if (type != json::value_t::object) {
+        error = "a List response must be a JSON object";
+        return false;
+      }
+      return true;
+    }
+    if (building_) {
+      build_.stack.push_back(build_.place(json(type)));
+      return true;
+    }
+    if (depth_ == 2 && top_key_ == "items" && type == json::value_t::array) {
+      in_items_ = true;
+      return true;
+    }
+    if ((depth_ == 3 && in_items_) || (depth_ == 2 && top_key_ == "metadata")) {
+      building_ = true;
+      build_ = subtree{};
+      build_.stack.push_back(build_.place(json(type)));
+      return true;
+    }
+    skip_until_ = depth_ - 1;  // anything else at the top level
+    return true;
+  }
+
+  bool close() {
+    --depth_;
+    if (skip_until_ >= 0) {
+      if (depth_ == skip_until_) skip_until_ = -1;
+      return true;
+    }
+    if (building_) {
+      build_.stack.pop_back();
+      if (build_.stack.empty()) {
+        building_ = false;
+        if (depth_ == 2 && in_items_) {
+          on_item_(std::move(build_.root));
+        } else if (depth_ == 1) {  // metadata
+          auto rv = build_.root.find("resourceVersion");
+          if (rv != build_.root.end() && rv->is_string()) resource_version = rv->get<std::string>();
+        }
+        build_ = subtree{};
+      }
+      return true;
+    }
+    if (depth_ == 1 && in_items_) in_items_ = false;
+    return true;
+  }
+
+  int max_depth_;
+  const std::function<void(json&&)>& on_item_;
+  int depth_ = 0;
+  std::string top_key_;
+  bool in_items_ = false;
+  bool building_ = false;
+  bool skip_next_ = false;
+  int skip_until_ = -1;
+  subtree build_;
+};
+
+}  // namespace
+
+bool read_list(std::string_view text, int max_depth, const std::function<void(nlohmann::json&&)>& on_item,
+               std::string* resource_version, std::string* error) {
+  list_reader reader(max_depth, on_item);
+  bool ok = false;
+  try {
+    ok = json::sax_parse(text.begin(), text.end(), &reader, json::input_format_t::json, true, false);
+  } catch (const json::exception& e) {
+    reader.error = e.what();
+  }
+  if (!ok) {
+    if (error) *error = reader.error.empty() ? "invalid JSON" : reader.error;
+    return false;
+  }
+  if (resource_version) *resource_version = reader.resource_version;
+  return true;
+}
 
 void ndjson_reader::feed(std::string_view chunk) {
   if (!error_.empty()) return;

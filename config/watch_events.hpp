@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstddef>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -50,6 +51,17 @@ class ndjson_reader {
 /// Decodes one line as a watch event. Returns nullopt and sets *why for anything else: not JSON,
 /// not an object, no or unknown "type", no object "object".
 std::optional<watch_event> parse_watch_event(std::string_view line, std::string* why);
+
+/// Reads a List response ({"kind": "ServiceList", "metadata": {"resourceVersion": "N"},
+/// "items": [...]}) one item at a time: each item is built, handed to on_item and freed before
+/// the next, so a cluster-sized list never exists as one JSON tree (a tree costs about ten times
+/// the text). Subtrees a proxy never reads are skipped while parsing: metadata.managedFields,
+/// ownerReferences, finalizers, an object's top-level "status", and per endpoint targetRef, hints,
+/// zone, hostname, deprecatedTopology. Sets *resource_version from metadata.resourceVersion.
+/// Returns false and sets *error on malformed JSON, a document that is not an object, or nesting
+/// deeper than max_depth.
+bool read_list(std::string_view text, int max_depth, const std::function<void(nlohmann::json&&)>& on_item,
+               std::string* resource_version, std::string* error);
 
 /// For an ERROR event or an error response body (a Status object): its code (0 if absent).
 int status_code(const nlohmann::json& status);

@@ -16,6 +16,11 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <ctime>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -37,6 +42,13 @@ using namespace std::chrono_literals;
 using clock_type = std::chrono::steady_clock;
 
 namespace {
+
+/// CPU time of the calling thread: the API thread's own cost, apart from waiting for a busy CPU.
+std::chrono::microseconds thread_cpu() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return std::chrono::seconds(ts.tv_sec) + std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::nanoseconds(ts.tv_nsec));
+}
 
 /// Bytes of an error response body kept (a Status object is small).
 constexpr std::size_t error_body_cap = 64 * 1024;
@@ -144,8 +156,21 @@ class api_get : public std::enable_shared_from_this<api_get> {
     beast::get_lowest_layer(stream_).async_connect(
         results, [self = shared_from_this()](const boost::system::error_code& ec, const tcp::endpoint&) {
           if (ec) return self->fail(explain(ec, "connecting"));
+          self->keepalive();
           self->handshake();
         });
+  }
+
+  // A watch can be quiet for minutes; TCP keepalive notices a vanished server (no FIN, no RST)
+  // within about a minute instead of at the read deadline (client-go dials with 30 s keepalive).
+  void keepalive() {
+    auto& sock = beast::get_lowest_layer(stream_).socket();
+    boost::system::error_code ignored;
+    sock.set_option(asio::socket_base::keep_alive(true), ignored);
+    const int idle = 30, interval = 10, count = 3;
+    ::setsockopt(sock.native_handle(), IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    ::setsockopt(sock.native_handle(), IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+    ::setsockopt(sock.native_handle(), IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
   }
 
   void handshake() {
@@ -404,32 +429,30 @@ struct api_source::impl : std::enable_shared_from_this<api_source::impl> {
       return retry_later(inf, true);
     }
     const auto received = clock_type::now();
-    config::load_options parse_opts = opts.load;
-    parse_opts.max_bytes = opts.max_list_bytes;
-    std::vector<config::problem> problems;
-    auto doc = config::detail::parse_json(inf.body, parse_opts, problems);
+    const auto cpu0 = thread_cpu();
     const std::size_t bytes = inf.body.size();
-    std::string().swap(inf.body);
-    if (!doc || !doc->is_object()) {
-      spdlog::error("API: the list of {} is not a JSON object{}{}; retrying", kind_plural(inf.kind),
-                    problems.empty() ? "" : ": ", problems.empty() ? "" : problems.front().str());
+    std::string rv;
+    std::vector<std::string> bad;
+    try {
+      bad = store.replace(inf.kind, inf.body, opts.load.max_depth, &rv);
+    } catch (const std::runtime_error& e) {
+      std::string().swap(inf.body);
+      spdlog::error("API: the list of {} is not valid JSON ({}); retrying", kind_plural(inf.kind), e.what());
       return retry_later(inf, true);
     }
-    const auto items = doc->find("items");
-    const std::string rv = resource_version_of(*doc);
+    std::string().swap(inf.body);
+    for (const auto& p : bad) spdlog::error("API: {}; left out until it is fixed", p);
     if (rv.empty()) {
       spdlog::error("API: the list of {} has no metadata.resourceVersion; retrying", kind_plural(inf.kind));
       return retry_later(inf, true);
     }
-    auto bad = store.replace(inf.kind, items != doc->end() ? *items : nlohmann::json::array());
-    for (const auto& p : bad) spdlog::error("API: {}; left out until it is fixed", p);
     inf.rv = rv;
     inf.listed = true;
     inf.backoff = {};
     const auto ms = [](auto d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); };
-    spdlog::info("API: listed {} {} ({} bytes, resourceVersion {}): received in {} ms, decoded in {} ms",
+    spdlog::info("API: listed {} {} ({} bytes, resourceVersion {}): received in {} ms, decoded in {} ms ({} ms CPU)",
                  store.size(inf.kind), kind_plural(inf.kind), bytes, rv, ms(received - inf.started),
-                 ms(clock_type::now() - received));
+                 ms(clock_type::now() - received), ms(thread_cpu() - cpu0));
     schedule_sync();
     watch(inf);
   }
@@ -552,6 +575,7 @@ struct api_source::impl : std::enable_shared_from_this<api_source::impl> {
     sync_pending = false;
     last_sync = clock_type::now();
     const auto t0 = clock_type::now();
+    const auto cpu0 = thread_cpu();
     config::snapshot_ptr snap;
     std::exception_ptr error;
     try {
@@ -560,11 +584,13 @@ struct api_source::impl : std::enable_shared_from_this<api_source::impl> {
       error = std::current_exception();
     }
     const auto us = std::chrono::duration_cast<std::chrono::microseconds>(clock_type::now() - t0).count();
+    const auto cpu_us = (thread_cpu() - cpu0).count();
     if (!first_sync_done)
-      spdlog::info("API: initial sync: {} Services, {} EndpointSlices; snapshot built in {} ms",
-                   store.size(config::api_kind::service), store.size(config::api_kind::endpoint_slice), us / 1000);
+      spdlog::info("API: initial sync: {} Services, {} EndpointSlices; snapshot built in {} ms ({} ms CPU)",
+                   store.size(config::api_kind::service), store.size(config::api_kind::endpoint_slice), us / 1000,
+                   cpu_us / 1000);
     else
-      spdlog::debug("API: sync: snapshot built in {} us", us);
+      spdlog::debug("API: sync: snapshot built in {} us ({} us CPU)", us, cpu_us);
     first_sync_done = true;
     if (snap)
       for (const auto& note : snap->notes) spdlog::debug("API: {}", note);
@@ -660,6 +686,17 @@ api_listing list_once(const api_options& opts, bool want_nodes) {
     const std::string where = opts.server.server + r.path;
     if (!r.error.empty()) throw std::runtime_error("API: " + r.what + " at " + where + ": " + r.error);
     if (r.status != 200) throw std::runtime_error("API: " + r.what + " at " + where + ": " + explain_status(r.status, r.body, r.what));
+    if (i < 2) {
+      std::string rv;
+      try {
+        auto bad = store.replace(i == 0 ? config::api_kind::service : config::api_kind::endpoint_slice, r.body,
+                                 opts.load.max_depth, &rv);
+        out.problems.insert(out.problems.end(), bad.begin(), bad.end());
+      } catch (const std::runtime_error& e) {
+        throw std::runtime_error("API: " + r.what + ": the response is not valid JSON: " + e.what());
+      }
+      continue;
+    }
     std::vector<config::problem> problems;
     auto doc = config::detail::parse_json(r.body, parse_opts, problems);
     if (!doc || !doc->is_object())
@@ -667,11 +704,6 @@ api_listing list_once(const api_options& opts, bool want_nodes) {
     const auto items = doc->find("items");
     const nlohmann::json none = nlohmann::json::array();
     const nlohmann::json& list = items != doc->end() ? *items : none;
-    if (i < 2) {
-      auto bad = store.replace(i == 0 ? config::api_kind::service : config::api_kind::endpoint_slice, list);
-      out.problems.insert(out.problems.end(), bad.begin(), bad.end());
-      continue;
-    }
     // Nodes: status.addresses, InternalIP first (what kube-proxy calls the node IP), then ExternalIP.
     for (const char* type : {"InternalIP", "ExternalIP"}) {
       for (const auto& node : list) {

@@ -166,3 +166,56 @@ TEST_CASE("object_store: list, events, and the snapshot they make") {
   store.upsert(api_kind::service, svc("y", 30009));
   CHECK_THROWS_AS(store.build(opts, "api"), config_error);
 }
+
+TEST_CASE("read_list: items one at a time, resourceVersion, unread subtrees skipped, errors") {
+  const std::string text = R"({"kind":"EndpointSliceList","apiVersion":"discovery.k8s.io/v1",
+    "metadata":{"resourceVersion":"884301","continue":""},
+    "items":[
+      {"metadata":{"name":"a","namespace":"ns","managedFields":[{"manager":"kube-controller-manager"}],
+                   "ownerReferences":[{"kind":"Service","name":"a"}]},
+       "addressType":"IPv4",
+       "endpoints":[{"addresses":["10.0.0.1"],"conditions":{"ready":true},"targetRef":{"kind":"Pod","name":"p"},
+                     "zone":"z","hints":{"forZones":[{"name":"z"}]},"nodeName":"n1"}],
+       "ports":[{"name":"http","port":8080}]},
+      {"metadata":{"name":"b"},"spec":{"ports":[]},"status":{"loadBalancer":{"ingress":[{"ip":"1.2.3.4"}]}}},
+      7
+    ]})";
+  std::vector<json> items;
+  std::string rv, error;
+  REQUIRE(read_list(text, 64, [&](json&& j) { items.push_back(std::move(j)); }, &rv, &error));
+  CHECK(rv == "884301");
+  REQUIRE(items.size() == 3);
+  CHECK(items[0]["metadata"] == json::parse(R"({"name":"a","namespace":"ns"})"));
+  CHECK(items[0]["endpoints"][0] ==
+        json::parse(R"({"addresses":["10.0.0.1"],"conditions":{"ready":true},"nodeName":"n1"})"));
+  CHECK(items[0]["ports"] == json::parse(R"([{"name":"http","port":8080}])"));
+  CHECK_FALSE(items[1].contains("status"));  // an object's own status is not read
+  CHECK(items[1]["spec"] == json::parse(R"({"ports":[]})"));
+  CHECK(items[2] == 7);  // not an object: passed on for the decoder to refuse
+
+  items.clear();
+  CHECK_FALSE(read_list(R"({"items":[{"a":1},)", 64, [&](json&& j) { items.push_back(std::move(j)); }, &rv, &error));
+  CHECK(error.find("parse error") != std::string::npos);
+  CHECK_FALSE(read_list("[1,2]", 64, [&](json&&) {}, &rv, &error));
+  CHECK(error == "a List response must be a JSON object");
+  CHECK_FALSE(read_list(R"({"items":[)" + std::string(100, '[') + std::string(100, ']') + "]}", 64, [&](json&&) {}, &rv, &error));
+  CHECK(error == "nesting deeper than 64 levels");
+  std::string none = "unset";
+  CHECK(read_list(R"({"items":[]})", 64, [&](json&&) {}, &none, &error));
+  CHECK(none.empty());
+}
+
+TEST_CASE("object_store: replace from list text; a malformed list keeps the objects") {
+  object_store store;
+  load_options opts;
+  opts.range_override = port_range{1, 65535};
+  std::string rv;
+  const std::string list = R"({"kind":"ServiceList","apiVersion":"v1","metadata":{"resourceVersion":"9"},"items":[)" +
+                           svc("a", 30001).dump() + "," + svc("b", 30002).dump() + "]}";
+  CHECK(store.replace(api_kind::service, list, 64, &rv).empty());
+  CHECK(rv == "9");
+  CHECK(store.build(opts, "api").services.size() == 2);
+  CHECK_THROWS_AS(store.replace(api_kind::service, std::string_view(list).substr(0, list.size() - 3), 64, &rv),
+                  std::runtime_error);
+  CHECK(store.build(opts, "api").services.size() == 2);
+}
