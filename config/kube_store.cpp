@@ -19,7 +19,7 @@ std::string object_store::key_of(const nlohmann::json& object) {
   return ns + "/" + name;
 }
 
-std::vector<std::string> object_store::decode(api_kind k, const nlohmann::json& object, entry& out) const {
+std::vector<std::string> object_store::decode(api_kind k, const nlohmann::json& object, entry& out) {
   std::vector<problem> problems;
   // Items of a ServiceList / EndpointSliceList carry no kind (the API leaves it out); decode them
   // as what the list said they are.
@@ -44,19 +44,24 @@ std::vector<std::string> object_store::replace(api_kind k, const nlohmann::json&
   return out;
 }
 
+std::vector<std::string> object_store::pending_list::add(const nlohmann::json& item) {
+  entry e;
+  auto problems = decode(kind_, item, e);
+  objects_.insert_or_assign(key_of(item), std::move(e));
+  return problems;
+}
+
 std::vector<std::string> object_store::replace(api_kind k, std::string_view list_text, int max_depth,
                                                std::string* resource_version) {
   std::vector<std::string> out;
-  std::map<std::string, entry> fresh;
+  pending_list pending(k);
   std::string error;
   const std::function<void(nlohmann::json&&)> add = [&](nlohmann::json&& item) {
-    entry e;
-    auto problems = decode(k, item, e);
+    auto problems = pending.add(item);
     out.insert(out.end(), problems.begin(), problems.end());
-    fresh.insert_or_assign(key_of(item), std::move(e));
   };
   if (!read_list(list_text, max_depth, add, resource_version, &error)) throw std::runtime_error(error);
-  objects_[index(k)] = std::move(fresh);
+  commit(std::move(pending));
   return out;
 }
 

@@ -24,10 +24,31 @@ enum class api_kind { service, endpoint_slice };
 std::string_view to_string(api_kind k);
 
 class object_store {
+  struct entry {
+    detail::decoded_input decoded;
+    bool rejected = false;  ///< had problems: left out of build()
+  };
+
  public:
   /// Replaces every object of kind `k` with the items of a List response. Returns the problems of
   /// objects left out ("Service ops/web: metadata.annotations[...]: ...").
   std::vector<std::string> replace(api_kind k, const nlohmann::json& items);
+  /// A re-list in progress: items are decoded as they arrive (list_stream_reader), and
+  /// commit() swaps them in for the kind's objects at once. Until then the store is unchanged.
+  class pending_list {
+   public:
+    explicit pending_list(api_kind k) : kind_(k) {}
+    /// Decodes one item; returns its problems (it is then left out of builds).
+    std::vector<std::string> add(const nlohmann::json& item);
+    api_kind kind() const { return kind_; }
+
+   private:
+    friend class object_store;
+    api_kind kind_;
+    std::map<std::string, entry> objects_;
+  };
+  void commit(pending_list&& list) { objects_[index(list.kind_)] = std::move(list.objects_); }
+
   /// replace() from the text of a List response, parsed item by item (watch_events.hpp
   /// read_list(): the list never exists as one JSON tree). On malformed JSON throws
   /// std::runtime_error and keeps the kind's objects as they were. Sets *resource_version.
@@ -45,13 +66,9 @@ class object_store {
   snapshot build(const load_options& opts, const std::string& source) const;
 
  private:
-  struct entry {
-    detail::decoded_input decoded;
-    bool rejected = false;  ///< had problems: left out of build()
-  };
   static std::size_t index(api_kind k) { return k == api_kind::service ? 0 : 1; }
   static std::string key_of(const nlohmann::json& object);
-  std::vector<std::string> decode(api_kind k, const nlohmann::json& object, entry& out) const;
+  static std::vector<std::string> decode(api_kind k, const nlohmann::json& object, entry& out);
 
   std::map<std::string, entry> objects_[2];  ///< by "namespace/name"
 };

@@ -1,5 +1,7 @@
 #include "config/watch_events.hpp"
 
+#include <algorithm>
+
 #include "config/loader_internal.hpp"
 
 namespace npp::config {
@@ -35,11 +37,11 @@ struct subtree {
   }
 };
 
-// SAX consumer for read_list(). Depth counts open containers: the list object is depth 1, the
-// items array depth 2, an item depth 3.
-class list_reader {
+// SAX consumer that builds one list item, skipping what no decoder reads (unread_key(), and the
+// item's own "status"), with a depth cap.
+class item_reader {
  public:
-  list_reader(int max_depth, const std::function<void(json&&)>& on_item) : max_depth_(max_depth), on_item_(on_item) {}
+  explicit item_reader(int max_depth) : max_depth_(max_depth) {}
 
   bool null() { return scalar(json(nullptr)); }
   bool boolean(bool v) { return scalar(json(v)); }
@@ -52,31 +54,23 @@ class list_reader {
   bool start_array(std::size_t) { return open(json::value_t::array); }
   bool end_object() { return close(); }
   bool end_array() { return close(); }
-
   bool key(json::string_t& k) {
     if (skip_until_ >= 0) return true;
-    if (depth_ == 1) {
-      top_key_ = std::move(k);
+    if (unread_key(k) || (depth_ == 1 && k == "status")) {
+      skip_next_ = true;
       return true;
     }
-    if (building_) {
-      if (unread_key(k) || (depth_ == 3 && in_items_ && k == "status")) {
-        skip_next_ = true;
-        return true;
-      }
-      build_.key = std::move(k);
-    }
+    build_.key = std::move(k);
     return true;
   }
-
   bool parse_error(std::size_t, const std::string&, const json::exception& ex) {
     error = ex.what();
     if (auto end = error.find("] "); error.rfind("[json.exception.", 0) == 0 && end != std::string::npos) error.erase(0, end + 2);
     return false;
   }
 
+  json& result() { return build_.root; }
   std::string error;
-  std::string resource_version;
 
  private:
   bool scalar(json&& v) {
@@ -85,18 +79,9 @@ class list_reader {
       skip_next_ = false;
       return true;
     }
-    if (depth_ == 0) {
-      error = "a List response must be a JSON object";
-      return false;
-    }
-    if (building_) {
-      build_.place(std::move(v));
-    } else if (in_items_ && depth_ == 2) {
-      on_item_(std::move(v));  // not an object: the decoder says what is wrong with it
-    }
+    build_.place(std::move(v));
     return true;
   }
-
   bool open(json::value_t type) {
     if (++depth_ > max_depth_) {
       error = "nesting deeper than " + std::to_string(max_depth_) + " levels";
@@ -108,61 +93,21 @@ class list_reader {
       skip_until_ = depth_ - 1;
       return true;
     }
-    if (depth_ == 1) {
-      if (type != json::value_t::object) {
-        error = "a List response must be a JSON object";
-        return false;
-      }
-      return true;
-    }
-    if (building_) {
-      build_.stack.push_back(build_.place(json(type)));
-      return true;
-    }
-    if (depth_ == 2 && top_key_ == "items" && type == json::value_t::array) {
-      in_items_ = true;
-      return true;
-    }
-    if ((depth_ == 3 && in_items_) || (depth_ == 2 && top_key_ == "metadata")) {
-      building_ = true;
-      build_ = subtree{};
-      build_.stack.push_back(build_.place(json(type)));
-      return true;
-    }
-    skip_until_ = depth_ - 1;  // anything else at the top level
+    build_.stack.push_back(build_.place(json(type)));
     return true;
   }
-
   bool close() {
     --depth_;
     if (skip_until_ >= 0) {
       if (depth_ == skip_until_) skip_until_ = -1;
       return true;
     }
-    if (building_) {
-      build_.stack.pop_back();
-      if (build_.stack.empty()) {
-        building_ = false;
-        if (depth_ == 2 && in_items_) {
-          on_item_(std::move(build_.root));
-        } else if (depth_ == 1) {  // metadata
-          auto rv = build_.root.find("resourceVersion");
-          if (rv != build_.root.end() && rv->is_string()) resource_version = rv->get<std::string>();
-        }
-        build_ = subtree{};
-      }
-      return true;
-    }
-    if (depth_ == 1 && in_items_) in_items_ = false;
+    build_.stack.pop_back();
     return true;
   }
 
   int max_depth_;
-  const std::function<void(json&&)>& on_item_;
   int depth_ = 0;
-  std::string top_key_;
-  bool in_items_ = false;
-  bool building_ = false;
   bool skip_next_ = false;
   int skip_until_ = -1;
   subtree build_;
@@ -170,20 +115,109 @@ class list_reader {
 
 }  // namespace
 
-bool read_list(std::string_view text, int max_depth, const std::function<void(nlohmann::json&&)>& on_item,
-               std::string* resource_version, std::string* error) {
-  list_reader reader(max_depth, on_item);
+list_stream_reader::list_stream_reader(std::size_t max_item_bytes, int max_depth,
+                                       std::function<void(nlohmann::json&&)> on_item)
+    : max_item_(max_item_bytes), max_depth_(max_depth), on_item_(std::move(on_item)) {}
+
+void list_stream_reader::fail(std::string why) {
+  if (error_.empty()) error_ = std::move(why);
+  item_.clear();
+  item_.shrink_to_fit();
+}
+
+void list_stream_reader::append(char c) {
+  if (capturing_) {
+    if (item_.size() >= max_item_) return fail("a list item is larger than " + std::to_string(max_item_) + " bytes");
+    item_.push_back(c);
+  } else if (!(in_items_ && depth_ >= 2)) {
+    // Everything but the items: {"kind":...,"metadata":{...},"items":[]}. Small in any real list.
+    if (skeleton_.size() >= max_skeleton_bytes) return fail("the list's metadata is larger than 1 MiB");
+    skeleton_.push_back(c);
+  }
+}
+
+void list_stream_reader::emit() {
+  // Items are at depth 3 of the list; the item parser allows what is left of the cap.
+  item_reader reader(std::max(1, max_depth_ - 2));
   bool ok = false;
   try {
-    ok = json::sax_parse(text.begin(), text.end(), &reader, json::input_format_t::json, true, false);
+    ok = json::sax_parse(item_.begin(), item_.end(), &reader, json::input_format_t::json, true, false);
   } catch (const json::exception& e) {
     reader.error = e.what();
   }
-  if (!ok) {
-    if (error) *error = reader.error.empty() ? "invalid JSON" : reader.error;
+  item_.clear();
+  if (!ok) return fail("item " + std::to_string(items_) + ": " + (reader.error.empty() ? "invalid JSON" : reader.error));
+  ++items_;
+  on_item_(std::move(reader.result()));
+}
+
+void list_stream_reader::feed(std::string_view chunk) {
+  for (char c : chunk) {
+    if (!error_.empty()) return;
+    if (in_string_) {
+      append(c);
+      if (escape_) {
+        escape_ = false;
+      } else if (c == '\\') {
+        escape_ = true;
+      } else if (c == '"') {
+        in_string_ = false;
+        if (depth_ == 1) last_string_ = key_;
+      } else if (depth_ == 1 && key_.size() < 16) {
+        key_.push_back(c);
+      }
+      continue;
+    }
+    switch (c) {
+      case '"':
+        in_string_ = true;
+        if (depth_ == 1) key_.clear();
+        append(c);
+        break;
+      case '{':
+      case '[':
+        if (in_items_ && depth_ == 2) capturing_ = true;  // an item starts
+        append(c);
+        if (depth_ == 1 && c == '[' && last_string_ == "items") in_items_ = true;
+        if (++depth_ > max_depth_) fail("nesting deeper than " + std::to_string(max_depth_) + " levels");
+        break;
+      case '}':
+      case ']':
+        if (--depth_ < 0) return fail("unbalanced '" + std::string(1, c) + "'");
+        append(c);
+        if (capturing_ && depth_ == 2) {
+          capturing_ = false;
+          emit();
+        }
+        if (in_items_ && depth_ == 1) in_items_ = false;
+        break;
+      default:
+        append(c);
+    }
+  }
+}
+
+bool list_stream_reader::finish(std::string* resource_version) {
+  if (error_.empty() && (depth_ != 0 || in_string_)) fail("the list ended early (truncated)");
+  if (!error_.empty()) return false;
+  json skeleton = json::parse(skeleton_, nullptr, false);
+  if (skeleton.is_discarded()) return (fail("invalid JSON outside the items"), false);
+  if (!skeleton.is_object()) return (fail("a List response must be a JSON object"), false);
+  std::string rv;
+  if (auto meta = skeleton.find("metadata"); meta != skeleton.end() && meta->is_object())
+    if (auto v = meta->find("resourceVersion"); v != meta->end() && v->is_string()) rv = v->get<std::string>();
+  if (resource_version) *resource_version = rv;
+  return true;
+}
+
+bool read_list(std::string_view text, int max_depth, const std::function<void(nlohmann::json&&)>& on_item,
+               std::string* resource_version, std::string* error) {
+  list_stream_reader reader(text.size() + 1, max_depth, on_item);
+  reader.feed(text);
+  if (!reader.finish(resource_version)) {
+    if (error) *error = reader.error();
     return false;
   }
-  if (resource_version) *resource_version = reader.resource_version;
   return true;
 }
 

@@ -53,13 +53,47 @@ class ndjson_reader {
 std::optional<watch_event> parse_watch_event(std::string_view line, std::string* why);
 
 /// Reads a List response ({"kind": "ServiceList", "metadata": {"resourceVersion": "N"},
-/// "items": [...]}) one item at a time: each item is built, handed to on_item and freed before
-/// the next, so a cluster-sized list never exists as one JSON tree (a tree costs about ten times
-/// the text). Subtrees a proxy never reads are skipped while parsing: metadata.managedFields,
-/// ownerReferences, finalizers, an object's top-level "status", and per endpoint targetRef, hints,
-/// zone, hostname, deprecatedTopology. Sets *resource_version from metadata.resourceVersion.
-/// Returns false and sets *error on malformed JSON, a document that is not an object, or nesting
-/// deeper than max_depth.
+/// "items": [...]}) as it arrives, one item at a time: a structural scanner (strings, escapes,
+/// nesting) cuts each element of "items" out of the byte stream, whatever the chunk boundaries,
+/// and parses it as soon as its last byte is in, so decoding overlaps the transfer and a
+/// cluster-sized list never exists as one JSON tree (a tree costs about ten times the text).
+/// Subtrees a proxy never reads are skipped while parsing an item: metadata.managedFields,
+/// ownerReferences, finalizers, the item's own "status", and per endpoint targetRef, hints, zone,
+/// hostname, deprecatedTopology. Items that are not objects or arrays are ignored. Everything
+/// outside "items" is kept (small) and parsed by finish() for metadata.resourceVersion.
+class list_stream_reader {
+ public:
+  list_stream_reader(std::size_t max_item_bytes, int max_depth, std::function<void(nlohmann::json&&)> on_item);
+  /// Scans a chunk; calls on_item for every item completed in it. After a failure does nothing.
+  void feed(std::string_view chunk);
+  /// After the last chunk: false (see error()) if anything failed or the list is incomplete;
+  /// else sets *resource_version (empty if the list has none).
+  bool finish(std::string* resource_version);
+  /// Why the list was refused: malformed item, item over the cap, nesting deeper than the cap,
+  /// truncated, not an object.
+  const std::string& error() const { return error_; }
+  std::size_t items() const { return items_; }
+
+ private:
+  static constexpr std::size_t max_skeleton_bytes = 1u << 20;
+  void append(char c);
+  void emit();
+  void fail(std::string why);
+
+  std::size_t max_item_;
+  int max_depth_;
+  std::function<void(nlohmann::json&&)> on_item_;
+  int depth_ = 0;
+  bool in_string_ = false, escape_ = false;
+  bool in_items_ = false;   ///< inside the "items" array
+  bool capturing_ = false;  ///< inside an item
+  std::string key_, last_string_;  ///< the last string at depth 1 (a key before "[": "items")
+  std::string item_, skeleton_;
+  std::size_t items_ = 0;
+  std::string error_;
+};
+
+/// list_stream_reader over a whole text (items capped by the text's size).
 bool read_list(std::string_view text, int max_depth, const std::function<void(nlohmann::json&&)>& on_item,
                std::string* resource_version, std::string* error);
 

@@ -311,6 +311,12 @@ struct api_source::impl : std::enable_shared_from_this<api_source::impl> {
     std::unique_ptr<asio::steady_timer> retry;
     std::chrono::milliseconds backoff{0};
     std::unique_ptr<config::ndjson_reader> reader;
+    // A list in progress: items are decoded as their bytes arrive.
+    std::unique_ptr<config::list_stream_reader> list_reader;
+    std::unique_ptr<config::object_store::pending_list> pending;
+    std::vector<std::string> list_problems;
+    std::size_t list_bytes = 0;
+    std::chrono::microseconds list_cpu{0};
     std::string body;  ///< a list response, or an error response's body
     unsigned status = 0;
     clock_type::time_point started{};
@@ -398,27 +404,53 @@ struct api_source::impl : std::enable_shared_from_this<api_source::impl> {
     inf.body.clear();
     inf.status = 0;
     inf.started = clock_type::now();
+    inf.list_bytes = 0;
+    inf.list_cpu = {};
+    inf.list_problems.clear();
+    inf.pending = std::make_unique<config::object_store::pending_list>(inf.kind);
+    inf.list_reader = std::make_unique<config::list_stream_reader>(
+        opts.max_event_bytes, opts.load.max_depth, [&inf](nlohmann::json&& item) {
+          auto bad = inf.pending->add(item);
+          inf.list_problems.insert(inf.list_problems.end(), bad.begin(), bad.end());
+        });
     spdlog::debug("API: listing {}", kind_plural(inf.kind));
     inf.active = request(kind_path(inf.kind), opts.request_timeout,
                          {[&inf](unsigned status) { inf.status = status; },
-                          [this, &inf](std::string_view data) {
-                            const std::size_t cap = inf.status == 200 ? opts.max_list_bytes : error_body_cap;
-                            if (inf.body.size() + data.size() > cap) {
-                              if (inf.status != 200) return true;  // the head of an error body is enough
-                              spdlog::error("API: the list of {} is larger than {} bytes; retrying", kind_plural(inf.kind), cap);
-                              inf.active->abort();
-                              inf.active.reset();
-                              retry_later(inf, true);
-                              return false;
-                            }
-                            inf.body.append(data);
-                            return true;
-                          },
+                          [this, &inf](std::string_view data) { return on_list_data(inf, data); },
                           [self = shared_from_this(), &inf](const std::string& error) { self->listed(inf, error); }});
+  }
+
+  /// A piece of a list response: decoded at once (the list is never held whole); an error body
+  /// is kept (capped) for the log.
+  bool on_list_data(informer& inf, std::string_view data) {
+    if (inf.status != 200) {
+      if (inf.body.size() < error_body_cap) inf.body.append(data.substr(0, error_body_cap - inf.body.size()));
+      return true;
+    }
+    inf.list_bytes += data.size();
+    std::string why;
+    if (inf.list_bytes > opts.max_list_bytes) {
+      why = "larger than " + std::to_string(opts.max_list_bytes) + " bytes";
+    } else {
+      const auto cpu0 = thread_cpu();
+      inf.list_reader->feed(data);
+      inf.list_cpu += thread_cpu() - cpu0;
+      why = inf.list_reader->error();
+    }
+    if (why.empty()) return true;
+    spdlog::error("API: the list of {} is not usable ({}); retrying", kind_plural(inf.kind), why);
+    inf.active->abort();
+    inf.active.reset();
+    inf.list_reader.reset();
+    inf.pending.reset();
+    retry_later(inf, true);
+    return false;
   }
 
   void listed(informer& inf, const std::string& error) {
     inf.active.reset();
+    auto reader = std::move(inf.list_reader);
+    auto pending = std::move(inf.pending);
     if (!error.empty()) {
       spdlog::error("API: listing {} at {} failed: {}; keeping the last applied configuration", kind_plural(inf.kind),
                     opts.server.server, error);
@@ -430,29 +462,26 @@ struct api_source::impl : std::enable_shared_from_this<api_source::impl> {
     }
     const auto received = clock_type::now();
     const auto cpu0 = thread_cpu();
-    const std::size_t bytes = inf.body.size();
     std::string rv;
-    std::vector<std::string> bad;
-    try {
-      bad = store.replace(inf.kind, inf.body, opts.load.max_depth, &rv);
-    } catch (const std::runtime_error& e) {
-      std::string().swap(inf.body);
-      spdlog::error("API: the list of {} is not valid JSON ({}); retrying", kind_plural(inf.kind), e.what());
+    if (!reader->finish(&rv)) {
+      spdlog::error("API: the list of {} is not usable ({}); retrying", kind_plural(inf.kind), reader->error());
       return retry_later(inf, true);
     }
-    std::string().swap(inf.body);
-    for (const auto& p : bad) spdlog::error("API: {}; left out until it is fixed", p);
     if (rv.empty()) {
       spdlog::error("API: the list of {} has no metadata.resourceVersion; retrying", kind_plural(inf.kind));
       return retry_later(inf, true);
     }
+    store.commit(std::move(*pending));
+    for (const auto& p : inf.list_problems) spdlog::error("API: {}; left out until it is fixed", p);
+    inf.list_problems.clear();
     inf.rv = rv;
     inf.listed = true;
     inf.backoff = {};
     const auto ms = [](auto d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); };
-    spdlog::info("API: listed {} {} ({} bytes, resourceVersion {}): received in {} ms, decoded in {} ms ({} ms CPU)",
-                 store.size(inf.kind), kind_plural(inf.kind), bytes, rv, ms(received - inf.started),
-                 ms(clock_type::now() - received), ms(thread_cpu() - cpu0));
+    spdlog::info("API: listed {} {} ({} bytes, resourceVersion {}): received in {} ms, decoded as it arrived "
+                 "({} ms CPU), done {} ms after the last byte",
+                 store.size(inf.kind), kind_plural(inf.kind), inf.list_bytes, rv, ms(received - inf.started),
+                 ms(inf.list_cpu + (thread_cpu() - cpu0)), ms(clock_type::now() - received));
     schedule_sync();
     watch(inf);
   }

@@ -177,25 +177,43 @@ TEST_CASE("read_list: items one at a time, resourceVersion, unread subtrees skip
        "endpoints":[{"addresses":["10.0.0.1"],"conditions":{"ready":true},"targetRef":{"kind":"Pod","name":"p"},
                      "zone":"z","hints":{"forZones":[{"name":"z"}]},"nodeName":"n1"}],
        "ports":[{"name":"http","port":8080}]},
-      {"metadata":{"name":"b"},"spec":{"ports":[]},"status":{"loadBalancer":{"ingress":[{"ip":"1.2.3.4"}]}}},
+      {"metadata":{"name":"b","annotations":{"x":"a \"quoted\" ]} brace"}},"spec":{"ports":[]},"status":{"loadBalancer":{"ingress":[{"ip":"1.2.3.4"}]}}},
       7
     ]})";
   std::vector<json> items;
   std::string rv, error;
   REQUIRE(read_list(text, 64, [&](json&& j) { items.push_back(std::move(j)); }, &rv, &error));
   CHECK(rv == "884301");
-  REQUIRE(items.size() == 3);
+  REQUIRE(items.size() == 2);  // 7 is not an object: ignored
   CHECK(items[0]["metadata"] == json::parse(R"({"name":"a","namespace":"ns"})"));
   CHECK(items[0]["endpoints"][0] ==
         json::parse(R"({"addresses":["10.0.0.1"],"conditions":{"ready":true},"nodeName":"n1"})"));
   CHECK(items[0]["ports"] == json::parse(R"([{"name":"http","port":8080}])"));
   CHECK_FALSE(items[1].contains("status"));  // an object's own status is not read
   CHECK(items[1]["spec"] == json::parse(R"({"ports":[]})"));
-  CHECK(items[2] == 7);  // not an object: passed on for the decoder to refuse
+  CHECK(items[1]["metadata"]["annotations"]["x"] == "a \"quoted\" ]} brace");
+
+  // Fed in pieces, split anywhere: the same items and resourceVersion.
+  for (std::size_t step : {1u, 2u, 3u, 7u, 64u}) {
+    std::vector<json> got;
+    list_stream_reader r(1 << 20, 64, [&](json&& j) { got.push_back(std::move(j)); });
+    for (std::size_t i = 0; i < text.size(); i += step) r.feed(std::string_view(text).substr(i, step));
+    std::string srv;
+    REQUIRE(r.finish(&srv));
+    CHECK(srv == "884301");
+    CHECK(got == items);
+  }
+  // An item over the cap fails the list (and is never held whole).
+  list_stream_reader small(100, 64, [](json&&) {});
+  small.feed(text);
+  CHECK_FALSE(small.finish(&rv));
+  CHECK(small.error() == "a list item is larger than 100 bytes");
 
   items.clear();
   CHECK_FALSE(read_list(R"({"items":[{"a":1},)", 64, [&](json&& j) { items.push_back(std::move(j)); }, &rv, &error));
-  CHECK(error.find("parse error") != std::string::npos);
+  CHECK(error == "the list ended early (truncated)");
+  CHECK_FALSE(read_list(R"({"items":[{"a":1,}]})", 64, [&](json&&) {}, &rv, &error));
+  CHECK(error.find("item 0: parse error") == 0);
   CHECK_FALSE(read_list("[1,2]", 64, [&](json&&) {}, &rv, &error));
   CHECK(error == "a List response must be a JSON object");
   CHECK_FALSE(read_list(R"({"items":[)" + std::string(100, '[') + std::string(100, ']') + "]}", 64, [&](json&&) {}, &rv, &error));
