@@ -101,6 +101,10 @@ class FakeAPIServer:
         self.hold_lists.set()
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(*pki["server"])
+        # Client certificates signed by the test CA authenticate without a token (the API
+        # server's x509 authenticator); a client without one needs the bearer token.
+        ctx.load_verify_locations(pki["ca"][0])
+        ctx.verify_mode = ssl.CERT_OPTIONAL
         self.ctx = ctx
         api = self
 
@@ -276,9 +280,11 @@ class FakeAPIServer:
         info = PATHS.get(url.path)
         op = "watch" if query.get("watch") in ("1", "true") else "list"
         kind = info[0] if info else None
+        cert = h.connection.getpeercert() if hasattr(h.connection, "getpeercert") else None
+        subject = dict(x[0] for x in cert["subject"]) if cert else {}
         with self.lock:
             self.requests.append({"kind": kind, "op": op, "query": query, "auth": h.headers.get("Authorization"),
-                                  "time": time.monotonic()})
+                                  "client_cn": subject.get("commonName"), "time": time.monotonic()})
             self.lock.notify_all()
             fault = None
             for f in self.faults:
@@ -289,7 +295,7 @@ class FakeAPIServer:
                 self.faults.remove(fault)
         if info is None:
             return self._send_json(h, 404, status(404, "NotFound", "the server could not find the requested resource"))
-        if h.headers.get("Authorization") != "Bearer " + self.token:
+        if not cert and h.headers.get("Authorization") != "Bearer " + self.token:
             return self._send_json(h, 401, status(401, "Unauthorized", "Unauthorized"))
         if fault:
             code, body = fault[2], fault[3]

@@ -14,7 +14,7 @@ import time
 import unittest
 
 import npp
-from fake_apiserver import FakeAPIServer, endpoint_slice, make_pki, node, service
+from fake_apiserver import FakeAPIServer, endpoint_slice, make_cert, make_pki, node, service
 
 PKI_DIR = tempfile.mkdtemp(prefix="npp-kube-pki-")
 PKI = None
@@ -224,6 +224,19 @@ class Faults(KubeAPITestCase):
         self.applied_after(proxy, start, timeout=10)
         self.assertEqual(set(self.tags(self.np1, 4)), {"a", "b"})
 
+    def test_large_event_in_many_chunks(self):
+        proxy = self._web_proxy()
+        start = proxy.mark()
+        # 2,000 endpoints (not-ready ones are not used while ready ones exist): ~300 KB on one line.
+        addrs = ["127.0.0.2"] + [("10.%d.%d.%d" % (1, i // 256, i % 256), False) for i in range(1999)]
+        obj = endpoint_slice("web-1", "web", [("http", self.a.port)], addrs)
+        import json
+        line = json.dumps({"type": "MODIFIED", "object": obj}).encode() + b"\n"
+        self.assertGreater(len(line), 200000)
+        self.api.send_raw("endpointslices", line, pieces=97)
+        self.applied_after(proxy, start, timeout=10)
+        self.assertEqual(set(self.tags(self.np1, 3)), {"b"})
+
     def test_malformed_event_reconnects_and_keeps_state(self):
         proxy = self._web_proxy()
         mark, start = self.api.mark(), proxy.mark()
@@ -268,6 +281,20 @@ class Faults(KubeAPITestCase):
         # The projected token rotates: after a 401 the file is read again.
         npp.write_atomic(token_file, "new-token\n")
         proxy.wait_generation(1, timeout=10)
+        self.assertEqual(set(self.tags(np1, 2)), {"a"})
+
+    def test_client_certificate_authenticates_without_a_token(self):
+        crt, key = make_cert(os.path.join(self.tmp), "nodeport-proxy", PKI["ca"], sans=None, client=True)
+        kc = self.api.kubeconfig(os.path.join(self.tmp, "kc-cert"), token=False,
+                                 extra_user=["    client-certificate: %s" % crt, "    client-key: %s" % key])
+        a, = self.pods_on_one_port([("a", "127.0.0.1")])
+        np1 = npp.free_port()
+        self.api.put("services", self.web(np1))
+        self.api.put("endpointslices", endpoint_slice("web-1", "web", [("http", a.port)], ["127.0.0.1"]))
+        self.start_api(kubeconfig=kc)
+        _, req = self.api.wait_request("services", "list")
+        self.assertIsNone(req["auth"])
+        self.assertEqual(req["client_cn"], "nodeport-proxy")
         self.assertEqual(set(self.tags(np1, 2)), {"a"})
 
     def test_403_and_500_are_explained_and_retried(self):
