@@ -576,6 +576,11 @@ void decode_kubernetes(const json& doc, const std::string& position, bool only_o
   decode_document(doc, position, only_object, false, "", out, problems);
 }
 
+void decode_kubernetes_item(const json& doc, std::string_view default_kind, decoded_input& out,
+                            std::vector<problem>& problems) {
+  decode_document(doc, "", true, false, default_kind, out, problems);
+}
+
 snapshot assemble(std::vector<decoded_input> inputs, const load_options& opts, std::vector<problem>& problems) {
   snapshot snap;
   std::map<std::string, std::string> skipped;

@@ -54,4 +54,9 @@ bool is_kubernetes_document(const nlohmann::json& doc);
 void decode_kubernetes(const nlohmann::json& doc, const std::string& position, bool only_object, decoded_input& out,
                        std::vector<problem>& problems);
 
+/// decode_kubernetes() for one object that may lack "kind" because it is an item of a typed
+/// list (the API server leaves kind out of ServiceList items): default_kind is assumed then.
+void decode_kubernetes_item(const nlohmann::json& doc, std::string_view default_kind, decoded_input& out,
+                            std::vector<problem>& problems);
+
 }  // namespace npp::config::detail

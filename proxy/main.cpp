@@ -14,9 +14,11 @@
 #include <thread>
 
 #include "config/duration.hpp"
+#include "config/kube_api_config.hpp"
 #include "config/load.hpp"
 #include "proxy/check.hpp"
 #include "proxy/demo.hpp"
+#include "proxy/kube_api.hpp"
 #include "proxy/logging.hpp"
 #include "proxy/server.hpp"
 
@@ -64,7 +66,32 @@ struct run_flags {
   std::string metrics_bind_address = "127.0.0.1:10349";
   std::string access_log;
   std::string access_log_format = "text";
+  // Kubernetes API mode (--kubeconfig or --in-cluster).
+  std::string kubeconfig;
+  std::string context;
+  bool in_cluster = false;
+  std::string min_sync_period = "1s";
 };
+
+/// The API flags, shared by run and check.
+void add_api_flags(CLI::App& cmd, run_flags& f) {
+  cmd.add_option("--kubeconfig", f.kubeconfig,
+                 "Watch Services and EndpointSlices from the Kubernetes API server this kubeconfig names")
+      ->check(CLI::ExistingFile);
+  cmd.add_option("--context", f.context, "kubeconfig context to use (default: its current-context)");
+  cmd.add_flag("--in-cluster", f.in_cluster,
+               "Watch the Kubernetes API with the pod's service account (KUBERNETES_SERVICE_HOST/PORT, token, ca.crt)");
+}
+
+bool api_mode(const run_flags& f) { return !f.kubeconfig.empty() || f.in_cluster; }
+
+/// Where the API server is and how to log in; throws std::runtime_error with a clear message.
+config::api_server_config api_server(const run_flags& f) {
+  if (!f.kubeconfig.empty()) return config::load_kubeconfig(f.kubeconfig, f.context);
+  const char* host = std::getenv("KUBERNETES_SERVICE_HOST");
+  const char* port = std::getenv("KUBERNETES_SERVICE_PORT");
+  return config::in_cluster_config(host ? host : "", port ? port : "");
+}
 
 void add_run_flags(CLI::App& cmd, run_flags& f) {
   static const duration_validator is_duration;
@@ -121,6 +148,10 @@ void add_run_flags(CLI::App& cmd, run_flags& f) {
   cmd.add_option("--access-log-format", f.access_log_format, "text (key=value) or json")
       ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();
+  add_api_flags(cmd, f);
+  cmd.add_option("--min-sync-period", f.min_sync_period,
+                 "API mode: apply changes at most this often; changes in between are coalesced")
+      ->check(is_duration)->capture_default_str();
 }
 
 /// A comma-separated CIDR list flag, each item read by `parse`; empty items are skipped. Throws
@@ -221,9 +252,55 @@ std::string fingerprint(const std::vector<std::string>& files) {
   return out;
 }
 
+/// API options from the flags: API mode trusts the API server's nodePort allocation, so the range
+/// check is off (1-65535) unless --service-node-port-range asks for one.
+proxy::api_options api_opts(const run_flags& f, const config::load_options& load) {
+  proxy::api_options o;
+  o.server = api_server(f);
+  o.load = load;
+  if (!o.load.range_override) o.load.range_override = config::port_range{1, 65535};
+  o.min_sync_period = duration_of(f.min_sync_period);
+  return o;
+}
+
+/// `run` in API mode: nothing is served until the first full list of Services and EndpointSlices
+/// has been applied (/readyz says 503 until then); afterwards every change arrives through
+/// server::submit(), coalesced by the source.
+int cmd_run_api(const run_flags& f, const proxy::settings& s, const config::load_options& opts) {
+  proxy::api_options ao;
+  try {
+    ao = api_opts(f, opts);
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+    return exit_error;
+  }
+  try {
+    const std::string node = node_name(f);
+    proxy::server srv(s, node);
+    spdlog::info("node name {} (endpoints of externalTrafficPolicy: Local Services must carry this nodeName)",
+                 node.empty() ? "(none)" : node);
+    proxy::api_source source(ao, [&srv](std::function<config::snapshot_ptr()> produce) { srv.submit(std::move(produce)); });
+    source.start();
+    auto reload = []() -> config::snapshot_ptr {
+      spdlog::info("SIGHUP: in API mode the watch keeps the configuration current; nothing to re-read");
+      return nullptr;
+    };
+    const int rc = srv.run(reload);
+    source.stop();
+    return rc;
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+    return exit_error;
+  }
+}
+
 int cmd_run(const run_flags& f) {
-  if (f.endpoints_files.empty() && f.forwards.empty()) {
-    std::cerr << "run: give --endpoints-file FILE or at least one --forward\n";
+  if (api_mode(f) && (!f.endpoints_files.empty() || !f.forwards.empty())) {
+    std::cerr << "run: --kubeconfig/--in-cluster cannot be combined with --endpoints-file or --forward\n";
+    return exit_usage;
+  }
+  if (!api_mode(f) && f.endpoints_files.empty() && f.forwards.empty()) {
+    std::cerr << "run: give --endpoints-file FILE, at least one --forward, or --kubeconfig FILE / --in-cluster\n";
     return exit_usage;
   }
   proxy::settings s;
@@ -238,6 +315,7 @@ int cmd_run(const run_flags& f) {
   // Until the control loop handles SIGHUP, a reload request must not kill the process (the
   // default action); a change it announced is caught by the fingerprint check below.
   std::signal(SIGHUP, SIG_IGN);
+  if (api_mode(f)) return cmd_run_api(f, s, opts);
   std::string loaded_fingerprint = fingerprint(f.endpoints_files);  // of the inputs last loaded
   config::snapshot first;
   try {
@@ -336,6 +414,7 @@ int main(int argc, char** argv) {
   check->add_option("--forward", cf.forwards, "Ad-hoc services, as for run");
   check->add_option("--service-node-port-range", cf.node_port_range, "Range of valid nodePorts, N1-N2");
   check->add_option("--hostname-override", cf.hostname_override, "This node's name (externalTrafficPolicy: Local)");
+  add_api_flags(*check, cf);
   check->add_option("--node", check_nodes, "Node address to probe nodePorts on (repeatable; default 127.0.0.1)");
   static const duration_validator check_duration;
   check->add_option("--timeout", check_timeout, "Connect timeout per probe")->check(check_duration)->capture_default_str();
@@ -376,22 +455,44 @@ int main(int argc, char** argv) {
   if (*validate) return cmd_validate(validate_files, validate_range);
   if (*run) return cmd_run(rf);
   if (*check) {
-    if (cf.endpoints_files.empty() && cf.forwards.empty()) {
-      std::cerr << "check: give --endpoints-file FILE or at least one --forward\n";
+    if (api_mode(cf) && (!cf.endpoints_files.empty() || !cf.forwards.empty())) {
+      std::cerr << "check: --kubeconfig/--in-cluster cannot be combined with --endpoints-file or --forward\n";
+      return exit_usage;
+    }
+    if (!api_mode(cf) && cf.endpoints_files.empty() && cf.forwards.empty()) {
+      std::cerr << "check: give --endpoints-file FILE, at least one --forward, or --kubeconfig FILE / --in-cluster\n";
       return exit_usage;
     }
     try {
       auto opts = load_opts(cf);
       config::snapshot snap;
-      try {
-        snap = load_all(cf, opts);
-      } catch (const config::config_error&) {
-        // Perhaps only nodePorts outside the range: load with the widest range so check can
-        // diagnose each port instead of refusing the whole input (other problems throw again).
-        auto wide = opts;
-        wide.range_override = config::port_range{1, 65535};
-        snap = load_all(cf, wide);
-        snap.range = opts.range_override.value_or(config::port_range{});
+      if (api_mode(cf)) {
+        // One list of Services, EndpointSlices and (unless --node is given) Nodes, whose
+        // InternalIP/ExternalIP addresses become the addresses nodePorts are probed on.
+        try {
+          auto ao = api_opts(cf, opts);
+          auto listing = proxy::list_once(ao, check_nodes.empty());
+          for (const auto& p : listing.problems) spdlog::error("{}; left out", p);
+          snap = std::move(listing.snap);
+          snap.range = opts.range_override.value_or(config::port_range{1, 65535});  // the API server allocated them
+          if (check_nodes.empty()) check_nodes = listing.node_addresses;
+        } catch (const config::config_error&) {
+          throw;
+        } catch (const std::exception& e) {
+          spdlog::error("{}", e.what());
+          return exit_error;
+        }
+      } else {
+        try {
+          snap = load_all(cf, opts);
+        } catch (const config::config_error&) {
+          // Perhaps only nodePorts outside the range: load with the widest range so check can
+          // diagnose each port instead of refusing the whole input (other problems throw again).
+          auto wide = opts;
+          wide.range_override = config::port_range{1, 65535};
+          snap = load_all(cf, wide);
+          snap.range = opts.range_override.value_or(config::port_range{});
+        }
       }
       if (!check_nodes.empty()) check_opts.node_addresses = check_nodes;
       check_opts.timeout = duration_of(check_timeout);

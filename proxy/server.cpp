@@ -231,6 +231,12 @@ int server::run(reload_fn reload, std::vector<std::filesystem::path> watch, std:
   return 0;
 }
 
+void server::submit(reload_fn produce) {
+  asio::post(impl_->control, [this, produce = std::move(produce)]() mutable {
+    if (!impl_->draining) impl_->reload_now(produce);
+  });
+}
+
 void server::stop() {
   asio::post(impl_->control, [this] {
     reload_fn none;

@@ -37,6 +37,12 @@ class server {
   int run(reload_fn reload, std::vector<std::filesystem::path> watch = {},
           std::function<bool()> changed_since_load = {});
 
+  /// Hands a configuration source's next snapshot to the control loop (thread-safe; for the
+  /// Kubernetes API source). `produce` runs on the control thread exactly like a file reload:
+  /// the same apply, logging ("configuration applied: generation=N") and reload counters; if it
+  /// throws, the running configuration stays. Ignored once draining.
+  void submit(reload_fn produce);
+
   /// Requests the same drain as SIGTERM (thread-safe; used by tests and the demo).
   void stop();
 

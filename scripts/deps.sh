@@ -13,7 +13,7 @@ runtime=(libssl3 libspdlog1.10 libfmt9 libyaml-cpp0.7 ca-certificates)
 build=(g++ cmake ninja-build pkg-config make
   libboost1.81-dev libssl-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
   doctest-dev libyaml-cpp-dev)
-test_peers=(python3 python3-jsonschema curl openssl socat netcat-openbsd iproute2 procps
+test_peers=(python3 python3-jsonschema python3-yaml curl openssl socat netcat-openbsd iproute2 procps
   util-linux iperf3 binutils python3-prometheus-client chromium dnsmasq-base dnsutils)
 sanitizers=(clang libclang-rt-14-dev)
 bench=(nginx libnginx-mod-stream haproxy wrk iperf3 socat iproute2 python3)

@@ -2,6 +2,8 @@
 # Every example the README points users at must pass `nodeport-proxy validate`.
 # A "backends" file (NAME-endpoints.json) supplies endpoints for a manifest and is validated
 # together with its NAME-service.yaml, the way examples/README.md tells users to run it.
+# Files under a deploy/ directory are manifests that deploy the proxy (DaemonSet, RBAC), not
+# inputs to it; validate_deploy.py checks those.
 # usage: validate_examples_cli.sh BINARY PROJECT_DIR
 set -uo pipefail
 bin=$1 root=$2 fail=0 n=0
@@ -18,6 +20,6 @@ while IFS= read -r -d '' f; do
   else
     echo "FAIL: ${args[*]}"; echo "$out"; fail=1
   fi
-done < <(find "$root/examples" \( -name '*.json' -o -name '*.yaml' \) -print0 | sort -z)
+done < <(find "$root/examples" -path '*/deploy' -prune -o \( -name '*.json' -o -name '*.yaml' \) -print0 | sort -z)
 ((n > 0)) || { echo "FAIL: no examples found"; exit 1; }
 exit $fail
