@@ -124,8 +124,9 @@ TEST_CASE("a depth bomb in flow style stops at the cap before yaml-cpp tokenises
   const auto start = std::chrono::steady_clock::now();
   auto problems = yaml_problems("a: " + std::string(2'000'000, '['));
   CHECK(problems == strings{"invalid YAML: parse error at line 1, column 68: nesting is deeper than 64 levels"});
-  // yaml-cpp alone needs about 2 s and 470 MB for this; the pre-scan stops it at once.
-  CHECK(std::chrono::steady_clock::now() - start < std::chrono::milliseconds(500));
+  // yaml-cpp alone needs about 2 s and 470 MB for this; the pre-scan stops it at once (a few
+  // ms; the bound is loose so a loaded machine or a sanitizer build does not trip it).
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::milliseconds(1500));
   CHECK(has_problem(yaml_problems(std::string(100'000, '{')), "nesting is deeper than 64 levels"));
 }
 
