@@ -46,6 +46,6 @@ for n in "${names[@]}"; do
     status=1
     echo "!! fuzz_$n found something: $findings/ (log: $build/fuzz_$n.log)"
   fi
-  grep -E '^#[0-9]+ +DONE|^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)' "$build/fuzz_$n.log" || true
+  grep -E '^#[0-9]+[[:space:]]+DONE|^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)' "$build/fuzz_$n.log" || true
 done
 exit $status
