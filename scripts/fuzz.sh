@@ -20,8 +20,10 @@ names=("$@")
 build=build-fuzz
 nice_cmd=${NICE-nice -n 19}
 
+launcher=()
+command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
-  -DNPP_FUZZ=ON -DNPP_BUILD_TESTS=OFF >/dev/null
+  -DNPP_FUZZ=ON -DNPP_BUILD_TESTS=OFF "${launcher[@]}" >/dev/null
 targets=()
 for n in "${names[@]}"; do targets+=("fuzz_$n"); done
 $nice_cmd cmake --build "$build" -j "${JOBS:-2}" --target "${targets[@]}"
@@ -44,6 +46,6 @@ for n in "${names[@]}"; do
     status=1
     echo "!! fuzz_$n found something: $findings/ (log: $build/fuzz_$n.log)"
   fi
-  grep -E '^#[0-9]+ +DONE|^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)' "$build/fuzz_$n.log" || true
+  grep -E '^#[0-9]+[[:space:]]+DONE|^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)' "$build/fuzz_$n.log" || true
 done
 exit $status
