@@ -128,6 +128,15 @@ void tcp_listener::admit(tcp::socket sock) {
       reject(sock, peer, c.connections_rejected_source_limit, close_reason::source_limit);
       return;
   }
+  // TLS: a slot among --tls-max-handshakes, held until the handshake ends (the session gives it
+  // back). Last: a client reset for this reason takes no other budget.
+  if (port->tls && shared.tls_handshakes.fetch_add(1, std::memory_order_relaxed) >= worker_.cfg().tls_max_handshakes) {
+    shared.tls_handshakes.fetch_sub(1, std::memory_order_relaxed);
+    shared.active_connections.fetch_sub(1, std::memory_order_relaxed);
+    slot.release();
+    reject(sock, peer, c.tls_handshake_errors_limit, close_reason::tls_handshake_limit);
+    return;
+  }
   // The session gives back the global count (its destructor) and the Service's (the slot).
   auto id = shared.next_connection_id.fetch_add(1, std::memory_order_relaxed);
   std::make_shared<tcp_session>(worker_, std::move(sock), peer, std::move(port), std::move(slot), id)->start();
