@@ -115,8 +115,12 @@ TEST_CASE("every shipped example loads") {
       {"guide-endpointslice.yaml", "guide-service.yaml"},
   };
   std::vector<fs::path> examples;
+  // examples/tls names certificates that examples/tls/make-certs.sh generates (no keys in the
+  // repository); tests/repo/validate_examples_cli.sh loads it with freshly generated ones.
   for (const auto& entry : fs::recursive_directory_iterator(source_dir / "examples"))
-    if (entry.path().extension() == ".json" || entry.path().extension() == ".yaml") examples.push_back(entry.path());
+    if ((entry.path().extension() == ".json" || entry.path().extension() == ".yaml") &&
+        entry.path().parent_path().filename() != "tls")
+      examples.push_back(entry.path());
   REQUIRE(examples.size() >= 8);
   for (const auto& p : examples) {
     INFO(p.string());
