@@ -37,7 +37,7 @@ PY
 pids+=($!)
 cat > svc.json <<JSON
 {"services": [{"name": "bench", "tls": {"certFile": "cert.pem", "keyFile": "key.pem"},
-  "ports": [{"name": "https", "nodePort": $npp_port, "endpoints": ["127.0.0.1:$backend"]}]}]}
+  "ports": [{"name": "https", "port": 443, "nodePort": $npp_port, "endpoints": ["127.0.0.1:$backend"]}]}]}
 JSON
 "$bin" run --endpoints-file svc.json --service-node-port-range 1024-65535 --nodeport-addresses 127.0.0.1/32 \
   --workers 2 --log-level warn --healthz-bind-address '' --metrics-bind-address '' --tls-max-handshakes 4096 &
@@ -45,7 +45,7 @@ pids+=($!)
 cat > haproxy.cfg <<CFG
 global
   nbthread 2
-  maxconn 20000
+  maxconn 4000
   tune.ssl.default-dh-param 2048
   ssl-default-bind-ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305
   ssl-default-bind-options ssl-min-ver TLSv1.2 no-tls-tickets
@@ -60,7 +60,7 @@ frontend f
 backend b
   server s1 127.0.0.1:$backend
 CFG
-haproxy -f haproxy.cfg -db >/dev/null 2>&1 &
+haproxy -f haproxy.cfg -db >haproxy.log 2>&1 &
 pids+=($!)
 for p in $npp_port $hap_port; do
   for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.05; done
