@@ -418,14 +418,16 @@ void tcp_session::wait_readable(int d) {
 
 void tcp_session::tls_read_failed(int d, const error_code& ec) {
   ERR_clear_error();
-  if (ec == asio::error::eof) {
-    // close_notify: the peer ended its direction cleanly; pass it on as a FIN (or close_notify).
+  // close_notify: the peer ended its direction cleanly; pass it on as a FIN (or close_notify).
+  // An endpoint (upstreamTLS) that closes TCP without close_notify is taken as done too: many
+  // HTTPS servers end that way, and the hop to the pod is inside the cluster.
+  if (ec == asio::error::eof || (d == out && ec == asio::ssl::error::stream_truncated)) {
     end_direction(d);
     return;
   }
-  // TCP closed without close_notify (ssl::error::stream_truncated: the stream may have been cut
-  // short by an attacker or a crash), a reset, or a TLS error: the other side must not take the
-  // data for complete, so it is reset.
+  // A client's TCP close without close_notify (ssl::error::stream_truncated: the stream may have
+  // been cut short by an attacker or a crash), a reset, or a TLS error: the other side must not
+  // take the data for complete, so it is reset.
   if (spdlog::should_log(spdlog::level::debug))
     spdlog::debug("connection id={} {} TLS read failed: {}", id_, d == in ? "client" : "endpoint", ec.message());
   source_failed(d);

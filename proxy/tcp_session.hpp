@@ -38,9 +38,10 @@
 //   wait_readable()  a TLS source is waited on with a 1-byte async read (the wait itself holds
 //                    no relay buffer; an idle TLS connection holds none, as a plain one).
 //   write to a sink  a TLS sink is written with async_write (OpenSSL may need the socket).
-// Close semantics: close_notify from a TLS source is an EOF (FIN to the other side); a TCP close
-// without close_notify (truncation) or a TLS error is a failure (the other side is reset). An
-// EOF towards a TLS sink sends close_notify, then FIN; the other direction keeps relaying.
+// Close semantics: close_notify from a TLS source is an EOF (FIN to the other side); a client's
+// TCP close without close_notify (truncation) or a TLS error is a failure (the endpoint is
+// reset); an endpoint's TCP close without close_notify counts as EOF (many HTTPS servers end so).
+// An EOF towards a TLS sink sends close_notify, then FIN; the other direction keeps relaying.
 // The one open decision (STYLE.md): a direction that fails closes BOTH sockets via finish(); the
 // sibling's pending operation then completes with operation_aborted and does nothing.
 #include <boost/asio/ip/tcp.hpp>
