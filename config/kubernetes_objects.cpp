@@ -23,6 +23,22 @@ constexpr std::string_view allow_source_ranges_annotation = "nodeport-proxy.io/a
 constexpr std::string_view proxy_protocol_annotation = "nodeport-proxy.io/proxy-protocol";
 constexpr std::string_view max_connections_annotation = "nodeport-proxy.io/max-connections";
 constexpr std::string_view max_connections_per_source_annotation = "nodeport-proxy.io/max-connections-per-source";
+// TLS: the native "tls" and "upstreamTLS" keys, one annotation per field. File paths are paths
+// on the node (mount the Secret there); relative ones resolve against the input file's directory.
+constexpr std::string_view tls_cert_file_annotation = "nodeport-proxy.io/tls-cert-file";
+constexpr std::string_view tls_key_file_annotation = "nodeport-proxy.io/tls-key-file";
+constexpr std::string_view tls_sni_certificates_annotation = "nodeport-proxy.io/tls-sni-certificates";
+constexpr std::string_view tls_client_ca_file_annotation = "nodeport-proxy.io/tls-client-ca-file";
+constexpr std::string_view tls_crl_file_annotation = "nodeport-proxy.io/tls-crl-file";
+constexpr std::string_view upstream_tls_annotation = "nodeport-proxy.io/upstream-tls";
+constexpr std::string_view upstream_tls_ca_file_annotation = "nodeport-proxy.io/upstream-tls-ca-file";
+constexpr std::string_view upstream_tls_server_name_annotation = "nodeport-proxy.io/upstream-tls-server-name";
+constexpr std::string_view upstream_tls_insecure_annotation = "nodeport-proxy.io/upstream-tls-insecure-skip-verify";
+constexpr std::string_view supported_annotations[] = {
+    allow_source_ranges_annotation, max_connections_annotation, max_connections_per_source_annotation,
+    proxy_protocol_annotation, tls_cert_file_annotation, tls_client_ca_file_annotation, tls_crl_file_annotation,
+    tls_key_file_annotation, tls_sni_certificates_annotation, upstream_tls_annotation, upstream_tls_ca_file_annotation,
+    upstream_tls_insecure_annotation, upstream_tls_server_name_annotation};
 
 // "Service ops/admin-ui", "items[3] (Service ops/admin-ui)", "documents[1] (EndpointSlice)".
 std::string object_label(const std::string& position, std::string_view kind, const std::string& ns,
@@ -147,6 +163,9 @@ std::optional<std::size_t> parse_limit(std::string_view text) {
 void read_annotations(object_reader& r, const json* meta, service& svc) {
   const json* annotations = r.object(meta, "annotations", "metadata.annotations");
   if (annotations == nullptr) return;
+  std::string tls_cert, tls_key;    // the default certificate, combined after the loop
+  std::vector<tls_certificate> sni;  // tls-sni-certificates, after the default
+  bool upstream = false;             // upstream-tls: "true"
   for (const auto& [key, value] : annotations->items()) {
     if (key.rfind(annotation_prefix, 0) != 0) continue;
     const std::string field = annotation_field(key);
@@ -183,11 +202,75 @@ void read_annotations(object_reader& r, const json* meta, service& svc) {
                                                     " (remove the annotation for no limit)"));
       else
         (key == max_connections_annotation ? svc.max_connections : svc.max_connections_per_source) = *limit;
+    } else if (key == tls_cert_file_annotation || key == tls_key_file_annotation ||
+               key == tls_client_ca_file_annotation || key == tls_crl_file_annotation ||
+               key == upstream_tls_ca_file_annotation) {
+      const std::string_view name = trim(text);
+      if (name.empty()) {
+        r.add(field, "Required value: a file name (remove the annotation to unset it)");
+        continue;
+      }
+      if (key == tls_cert_file_annotation) tls_cert = name;
+      else if (key == tls_key_file_annotation) tls_key = name;
+      else if (key == tls_client_ca_file_annotation) svc.tls.client_ca_file = name;
+      else if (key == tls_crl_file_annotation) svc.tls.crl_file = name;
+      else svc.upstream_tls.ca_file = name;
+    } else if (key == tls_sni_certificates_annotation) {
+      // "CERT,KEY;CERT,KEY": more certificates, chosen by SNI (the default is tls-cert-file).
+      std::string_view rest = text;
+      while (!rest.empty()) {
+        const auto semi = rest.find(';');
+        const std::string_view pair = trim(rest.substr(0, semi));
+        rest = semi == std::string_view::npos ? std::string_view{} : rest.substr(semi + 1);
+        if (pair.empty()) continue;
+        const auto comma = pair.find(',');
+        const std::string_view cert = trim(pair.substr(0, comma));
+        const std::string_view key_file = comma == std::string_view::npos ? std::string_view{} : trim(pair.substr(comma + 1));
+        if (cert.empty() || key_file.empty() || key_file.find(',') != std::string_view::npos)
+          r.add(field, invalid(quote_short(pair), "must be \"CERT_FILE,KEY_FILE\" (pairs separated by \";\")"));
+        else
+          sni.push_back({std::string(cert), std::string(key_file)});
+      }
+    } else if (key == upstream_tls_annotation || key == upstream_tls_insecure_annotation) {
+      if (text != "true" && text != "false") {
+        r.add(field, unsupported(text, {"false", "true"}));
+        continue;
+      }
+      if (key == upstream_tls_annotation) upstream = text == "true";
+      else svc.upstream_tls.insecure_skip_verify = text == "true";
+    } else if (key == upstream_tls_server_name_annotation) {
+      svc.upstream_tls.server_name = std::string(trim(text));
     } else {
-      r.add(field, "unknown annotation " + quote_short(key) + ": supported annotations: " +
-                       quote(allow_source_ranges_annotation) + ", " + quote(max_connections_annotation) + ", " +
-                       quote(max_connections_per_source_annotation) + ", " + quote(proxy_protocol_annotation));
+      std::string list;
+      for (auto name : supported_annotations) list += (list.empty() ? "" : ", ") + quote(name);
+      r.add(field, "unknown annotation " + quote_short(key) + ": supported annotations: " + list);
     }
+  }
+  // The default certificate needs both halves; SNI certificates and client CAs need a default.
+  if (tls_cert.empty() != tls_key.empty())
+    r.add(annotation_field(tls_cert.empty() ? tls_cert_file_annotation : tls_key_file_annotation),
+          "Required value: set by " + std::string(tls_cert.empty() ? tls_key_file_annotation : tls_cert_file_annotation));
+  if (!tls_cert.empty() && !tls_key.empty()) svc.tls.certificates.push_back({tls_cert, tls_key});
+  for (auto& c : sni) svc.tls.certificates.push_back(std::move(c));
+  if (tls_cert.empty() && tls_key.empty()) {
+    for (auto [set, name] : {std::pair<bool, std::string_view>{!sni.empty(), tls_sni_certificates_annotation},
+                             {!svc.tls.client_ca_file.empty(), tls_client_ca_file_annotation},
+                             {!svc.tls.crl_file.empty(), tls_crl_file_annotation}})
+      if (set) r.add(annotation_field(name), "Forbidden: TLS is off: set " + quote(tls_cert_file_annotation) + " and " +
+                                                 quote(tls_key_file_annotation) + " too");
+    svc.tls = {};
+  } else if (!svc.tls.crl_file.empty() && svc.tls.client_ca_file.empty()) {
+    r.add(annotation_field(tls_crl_file_annotation),
+          "Forbidden: a CRL applies to client certificates: set " + quote(tls_client_ca_file_annotation) + " too");
+  }
+  if (upstream) {
+    svc.upstream_tls.enabled = true;
+  } else {
+    for (auto [set, name] : {std::pair<bool, std::string_view>{!svc.upstream_tls.ca_file.empty(), upstream_tls_ca_file_annotation},
+                             {!svc.upstream_tls.server_name.empty(), upstream_tls_server_name_annotation},
+                             {svc.upstream_tls.insecure_skip_verify, upstream_tls_insecure_annotation}})
+      if (set) r.add(annotation_field(name), "Forbidden: set " + quote(upstream_tls_annotation) + " to \"true\" too");
+    svc.upstream_tls = {};
   }
 }
 

@@ -140,6 +140,8 @@ snapshot load_text(std::string_view text, const load_options& opts, const std::s
   std::vector<problem> problems;
   std::vector<detail::decoded_input> inputs(1);
   decode_text(text, opts, inputs[0], problems);
+  // Text has no directory of its own: relative TLS file paths are relative to the working directory.
+  for (auto& svc : inputs[0].services) detail::resolve_tls_paths(svc, std::filesystem::current_path());
   // Field problems and cross-checks (collisions) are reported together, as for the native format.
   snapshot snap = detail::assemble(std::move(inputs), opts, problems);
   if (!problems.empty()) throw config_error(source, std::move(problems));
@@ -157,6 +159,9 @@ snapshot load_files(const std::vector<std::filesystem::path>& paths, const load_
   for (std::size_t i = 0; i < paths.size(); ++i) {
     const std::size_t first_problem = problems.size();
     if (auto text = read_capped(paths[i], opts.max_bytes, problems)) decode_text(*text, opts, inputs[i], problems);
+    // TLS file paths in the file are relative to the file's directory (as kubeconfig's are).
+    const auto dir = std::filesystem::absolute(paths[i]).parent_path();
+    for (auto& svc : inputs[i].services) detail::resolve_tls_paths(svc, dir);
     if (paths.size() > 1) prefix_input(inputs[i], problems, first_problem, paths[i].string());
   }
   // Field problems and cross-checks (collisions) are reported together; allocation is skipped once

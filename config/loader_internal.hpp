@@ -3,6 +3,7 @@
 // validate.cpp). Not part of the contract proxy/ codes against; include load.hpp there.
 #include <nlohmann/json.hpp>
 
+#include <filesystem>
 #include <initializer_list>
 #include <map>
 #include <optional>
@@ -105,6 +106,16 @@ void check_and_allocate(snapshot& snap, std::vector<problem>& problems);
 /// dial (unspecified, multicast). IPv4-mapped IPv6 is normalised to IPv4. On failure returns
 /// nullopt and sets *why to the detail after "Invalid value: <v>: ".
 std::optional<host_port> parse_endpoint_address(std::string_view text, std::string* why);
+
+/// Makes the TLS file paths of `svc` absolute: relative ones resolve against `dir`.
+void resolve_tls_paths(service& svc, const std::filesystem::path& dir);
+/// "" if `file` holds at least one PEM certificate (*count: how many), else why not.
+std::string check_certificate_file(const std::string& file, std::size_t* count = nullptr);
+/// Checks a certificate and its key: returns why the certificate file is unusable ("" if it is
+/// fine) and sets *key_why when the key file is unusable or does not match the certificate.
+std::string check_key_pair(const std::string& cert_file, const std::string& key_file, std::string* key_why);
+/// "" if `file` holds a PEM CRL, else why not.
+std::string check_crl_file(const std::string& file);
 
 /// "path.key" (or "key" at the root).
 inline std::string child_path(const std::string& path, std::string_view key) {

@@ -339,7 +339,7 @@ class native_reader {
     if (!is_object(j, path)) return svc;
     reject_unknown_keys(j, path, {"namespace", "name", "sessionAffinity", "sessionAffinityConfig",
                                   "externalTrafficPolicy", "allowSourceRanges", "proxyProtocol", "maxConnections",
-                                  "maxConnectionsPerSource", "ports"});
+                                  "maxConnectionsPerSource", "tls", "upstreamTLS", "ports"});
 
     // Defaults (one visible block): namespace "default", sessionAffinity None with a 10800 s
     // timeout, externalTrafficPolicy Cluster, protocol TCP, nodePort allocated. They live in the
@@ -396,6 +396,7 @@ class native_reader {
     }
 
     read_access(j, path, svc);
+    read_tls(j, path, svc);
 
     const std::string ports_path = child_path(path, "ports");
     const json* ports = find(j, "ports");
@@ -455,6 +456,71 @@ class native_reader {
         if (auto n = integer_value(*limit, child_path(path, key), 1, max_connection_limit, connection_limit_range,
                                    "omit " + std::string(key) + " for no limit"))
           *out = static_cast<std::size_t>(*n);
+      }
+    }
+  }
+
+  // A file name: a non-empty string. Existence, readability and contents are checked with the
+  // whole snapshot (check_tls_files), once relative paths are resolved.
+  std::optional<std::string> file_field(const json& obj, const std::string& path, std::string_view key, bool required) {
+    if (find(obj, key) == nullptr) {
+      if (required) add(child_path(path, key), "Required value");
+      return std::nullopt;
+    }
+    auto name = string_field(obj, path, key);
+    if (name && name->empty()) {
+      add(child_path(path, key), "Required value: a file name");
+      return std::nullopt;
+    }
+    return name;
+  }
+
+  // "tls": {"certFile", "keyFile", "certificates": [{"certFile", "keyFile"}...], "clientCAFile", "crlFile"}
+  // and "upstreamTLS": {"caFile", "serverName", "insecureSkipVerify"}.
+  void read_tls(const json& j, const std::string& path, service& svc) {
+    if (const json* tls = find(j, "tls")) {
+      const std::string tls_path = child_path(path, "tls");
+      if (is_object(*tls, tls_path)) {
+        reject_unknown_keys(*tls, tls_path, {"certFile", "keyFile", "certificates", "clientCAFile", "crlFile"});
+        auto cert = file_field(*tls, tls_path, "certFile", true);
+        auto key = file_field(*tls, tls_path, "keyFile", true);
+        if (cert && key) svc.tls.certificates.push_back({*cert, *key});
+        if (const json* more = find(*tls, "certificates")) {
+          const std::string more_path = child_path(tls_path, "certificates");
+          if (!more->is_array()) {
+            add(more_path, invalid(describe(*more), "must be an array of {\"certFile\", \"keyFile\"} objects"));
+          } else {
+            for (std::size_t k = 0; k < more->size(); ++k) {
+              const std::string item_path = index_path(more_path, k);
+              if (!is_object((*more)[k], item_path)) continue;
+              reject_unknown_keys((*more)[k], item_path, {"certFile", "keyFile"});
+              auto c = file_field((*more)[k], item_path, "certFile", true);
+              auto k2 = file_field((*more)[k], item_path, "keyFile", true);
+              if (c && k2) svc.tls.certificates.push_back({*c, *k2});
+            }
+          }
+        }
+        if (auto ca = file_field(*tls, tls_path, "clientCAFile", false)) svc.tls.client_ca_file = *ca;
+        if (auto crl = file_field(*tls, tls_path, "crlFile", false)) {
+          svc.tls.crl_file = *crl;
+          if (find(*tls, "clientCAFile") == nullptr)
+            add(child_path(tls_path, "crlFile"), "Forbidden: a CRL applies to client certificates: set clientCAFile too");
+        }
+      }
+    }
+    if (const json* up = find(j, "upstreamTLS")) {
+      const std::string up_path = child_path(path, "upstreamTLS");
+      if (is_object(*up, up_path)) {
+        reject_unknown_keys(*up, up_path, {"caFile", "serverName", "insecureSkipVerify"});
+        svc.upstream_tls.enabled = true;
+        if (auto ca = file_field(*up, up_path, "caFile", false)) svc.upstream_tls.ca_file = *ca;
+        if (auto name = string_field(*up, up_path, "serverName")) svc.upstream_tls.server_name = *name;
+        if (const json* skip = find(*up, "insecureSkipVerify")) {
+          if (!skip->is_boolean())
+            add(child_path(up_path, "insecureSkipVerify"), invalid(describe(*skip), "must be a boolean (true or false)"));
+          else
+            svc.upstream_tls.insecure_skip_verify = skip->get<bool>();
+        }
       }
     }
   }
@@ -793,6 +859,7 @@ snapshot load_native_json(std::string_view text, const load_options& opts, const
   if (auto doc = detail::parse_json(text, opts, problems)) {
     std::vector<detail::decoded_input> inputs(1);
     detail::native_from_json(*doc, inputs[0], problems);
+    for (auto& svc : inputs[0].services) detail::resolve_tls_paths(svc, std::filesystem::current_path());
     snap = detail::assemble(std::move(inputs), opts, problems);
   }
   if (!problems.empty()) throw config_error(source, std::move(problems));

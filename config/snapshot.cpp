@@ -1,5 +1,6 @@
 #include "config/snapshot.hpp"
 
+#include <algorithm>
 #include <charconv>
 
 namespace npp::config {
@@ -64,6 +65,23 @@ std::vector<host_port> usable_endpoints(const service& svc, const service_port& 
   for (const auto& ep : port.endpoints)
     if (eligible(ep) && ep.serving && ep.terminating) usable.push_back(ep.address);
   return usable;
+}
+
+std::vector<std::string> tls_files(const snapshot& snap) {
+  std::vector<std::string> out;
+  auto add = [&](const std::string& f) {
+    if (!f.empty() && std::find(out.begin(), out.end(), f) == out.end()) out.push_back(f);
+  };
+  for (const auto& svc : snap.services) {
+    for (const auto& c : svc.tls.certificates) {
+      add(c.cert_file);
+      add(c.key_file);
+    }
+    add(svc.tls.client_ca_file);
+    add(svc.tls.crl_file);
+    if (svc.upstream_tls.enabled) add(svc.upstream_tls.ca_file);
+  }
+  return out;
 }
 
 }  // namespace npp::config

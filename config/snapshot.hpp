@@ -46,6 +46,37 @@ enum class proxy_protocol_version : std::uint8_t { off, v1, v2 };
 /// "off" / "v1" / "v2".
 std::string_view to_string(proxy_protocol_version v);
 
+/// A certificate (PEM; the file may hold the chain after the leaf) and its private key (PEM,
+/// ECDSA or RSA). Paths are absolute after loading (relative ones resolve against the input
+/// file's directory).
+struct tls_certificate {
+  std::string cert_file;
+  std::string key_file;
+  friend bool operator==(const tls_certificate&, const tls_certificate&) = default;
+};
+
+/// TLS termination on every TCP port of a Service (native key "tls", annotations
+/// nodeport-proxy.io/tls-*). Disabled when `certificates` is empty.
+struct tls_settings {
+  /// [0] is the default certificate; the others are chosen by the client's SNI name when it
+  /// matches one of their names (subjectAltName DNS entries, wildcards allowed).
+  std::vector<tls_certificate> certificates;
+  std::string client_ca_file;  ///< clientCAFile: ask for and require a client certificate signed by these CAs
+  std::string crl_file;        ///< crlFile: revoked client certificates (requires client_ca_file)
+  bool enabled() const { return !certificates.empty(); }
+  friend bool operator==(const tls_settings&, const tls_settings&) = default;
+};
+
+/// TLS from the proxy to the endpoint ("re-encrypt"; native key "upstreamTLS", annotations
+/// nodeport-proxy.io/upstream-tls*), for pods that only speak HTTPS.
+struct upstream_tls_settings {
+  bool enabled = false;
+  std::string ca_file;        ///< caFile: CAs the endpoint's certificate must chain to ("": the system store)
+  std::string server_name;    ///< serverName: SNI sent and name verified ("": none sent, the endpoint IP is verified)
+  bool insecure_skip_verify = false;  ///< insecureSkipVerify: encrypt without verifying the endpoint
+  friend bool operator==(const upstream_tls_settings&, const upstream_tls_settings&) = default;
+};
+
 /// One port of a Service: what the proxy binds (node_port, proto) and where it forwards.
 struct service_port {
   std::string name;                  ///< port name ("" allowed for a single port)
@@ -92,6 +123,10 @@ struct service {
   std::size_t max_connections = 0;
   /// Cap on open TCP connections of the Service from one client IP address (0: none).
   std::size_t max_connections_per_source = 0;
+  /// TLS termination (tls / nodeport-proxy.io/tls-*): on every TCP port of the Service.
+  tls_settings tls;
+  /// TLS to the endpoints (upstreamTLS / nodeport-proxy.io/upstream-tls*).
+  upstream_tls_settings upstream_tls;
   /// "namespace/name"
   std::string id() const { return ns + "/" + name; }
 };
@@ -105,6 +140,9 @@ struct snapshot {
   std::vector<std::string> notes;
 };
 using snapshot_ptr = std::shared_ptr<const snapshot>;
+
+/// Every TLS file the snapshot uses (certificates, keys, CAs, CRLs), each once, for file watches.
+std::vector<std::string> tls_files(const snapshot& snap);
 
 /// The endpoints a connection to this port may use, as kube-proxy picks them: ready ones; if
 /// there are none, serving && terminating ones. With externalTrafficPolicy Local only those

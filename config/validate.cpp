@@ -144,6 +144,48 @@ void check_access(const snapshot& snap, std::size_t i, std::vector<problem>& pro
   }
 }
 
+// TLS: TCP only, and every file readable with the right contents (a key that matches its
+// certificate), so a broken certificate is a configuration problem before anything is served.
+void check_tls(const snapshot& snap, std::size_t i, std::vector<problem>& problems) {
+  const service& svc = snap.services[i];
+  const bool tls = svc.tls.enabled(), upstream = svc.upstream_tls.enabled;
+  if (!tls && !upstream) return;
+  auto path = [&](std::string_view native_key, std::string_view annotation) {
+    return access_path(snap, i, native_key, annotation);
+  };
+  auto file_problem = [&](std::string p, const std::string& file, const std::string& why) {
+    if (!why.empty()) problems.push_back({std::move(p), invalid(quote(file), why)});
+  };
+  for (std::size_t j = 0; j < svc.ports.size(); ++j) {
+    if (svc.ports[j].proto != protocol::udp) continue;
+    problems.push_back({tls ? path("tls", "tls-cert-file") : path("upstreamTLS", "upstream-tls"),
+                        "Forbidden: TLS applies to TCP connections only and port " +
+                            (svc.ports[j].name.empty() ? std::to_string(svc.ports[j].port) : quote(svc.ports[j].name)) +
+                            " is UDP; put the UDP ports in a Service of their own"});
+    break;
+  }
+  for (std::size_t k = 0; k < svc.tls.certificates.size(); ++k) {
+    const auto& c = svc.tls.certificates[k];
+    const std::string base = k == 0 ? "tls" : "tls.certificates[" + std::to_string(k - 1) + "]";
+    std::string key_why;
+    const std::string cert_why = check_key_pair(c.cert_file, c.key_file, &key_why);
+    const std::string_view annotation = k == 0 ? "tls-cert-file" : "tls-sni-certificates";
+    file_problem(path(base + ".certFile", annotation), c.cert_file, cert_why);
+    file_problem(path(base + ".keyFile", k == 0 ? "tls-key-file" : annotation), c.key_file, key_why);
+  }
+  if (!svc.tls.client_ca_file.empty())
+    file_problem(path("tls.clientCAFile", "tls-client-ca-file"), svc.tls.client_ca_file,
+                 check_certificate_file(svc.tls.client_ca_file));
+  if (!svc.tls.crl_file.empty())
+    file_problem(path("tls.crlFile", "tls-crl-file"), svc.tls.crl_file, check_crl_file(svc.tls.crl_file));
+  if (upstream && !svc.upstream_tls.ca_file.empty())
+    file_problem(path("upstreamTLS.caFile", "upstream-tls-ca-file"), svc.upstream_tls.ca_file,
+                 check_certificate_file(svc.upstream_tls.ca_file));
+  if (upstream && svc.upstream_tls.insecure_skip_verify && !svc.upstream_tls.ca_file.empty())
+    problems.push_back({path("upstreamTLS.insecureSkipVerify", "upstream-tls-insecure-skip-verify"),
+                        "Forbidden: caFile is set: verify with it, or drop it to skip verification"});
+}
+
 }  // namespace
 
 void check_and_allocate(snapshot& snap, std::vector<problem>& problems) {
@@ -197,7 +239,10 @@ void check_and_allocate(snapshot& snap, std::vector<problem>& problems) {
   }
 
   // Access settings that depend on the ports: PROXY protocol and connection limits are TCP only.
-  for (std::size_t i = 0; i < snap.services.size(); ++i) check_access(snap, i, problems);
+  for (std::size_t i = 0; i < snap.services.size(); ++i) {
+    check_access(snap, i, problems);
+    check_tls(snap, i, problems);
+  }
 
   // 3. Allocation. Skipped once anything is wrong: allocating around a broken input gives
   // misleading "range is full" errors and a snapshot nobody will run.

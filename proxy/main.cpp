@@ -62,6 +62,8 @@ struct run_flags {
   std::string udp_idle_timeout = "60s";
   std::size_t udp_max_sessions = 0;
   bool splice = true;
+  std::string tls_handshake_timeout = "10s";
+  std::size_t tls_max_handshakes = 1024;
   std::string healthz_bind_address = "0.0.0.0:10356";
   std::string metrics_bind_address = "127.0.0.1:10349";
   std::string access_log;
@@ -134,6 +136,13 @@ void add_run_flags(CLI::App& cmd, run_flags& f) {
   cmd.add_option("--splice", f.splice,
                  "Relay plain TCP with splice(2), without copying bytes to user space (true|false)")
       ->capture_default_str();
+  cmd.add_option("--tls-handshake-timeout", f.tls_handshake_timeout,
+                 "Close a TLS client that has not completed its handshake after this long")
+      ->check(is_duration)->capture_default_str();
+  cmd.add_option("--tls-max-handshakes", f.tls_max_handshakes,
+                 "Cap on TLS handshakes in progress, all ports and workers together; over it new TLS clients are "
+                 "reset (bounds the CPU a handshake flood or slow clients can take)")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20))->capture_default_str();
   cmd.add_option("--healthz-bind-address", f.healthz_bind_address,
                  "Address of /livez, /readyz, /healthz (empty: off; kube-proxy uses 10256)")
       ->capture_default_str();
@@ -194,6 +203,9 @@ proxy::settings to_settings(const run_flags& f) {
   if (s.udp_idle_timeout.count() <= 0) throw std::invalid_argument("--udp-idle-timeout must be greater than 0");
   s.udp_max_sessions = f.udp_max_sessions;
   s.splice = f.splice;
+  s.tls_handshake_timeout = duration_of(f.tls_handshake_timeout);
+  if (s.tls_handshake_timeout.count() <= 0) throw std::invalid_argument("--tls-handshake-timeout must be greater than 0");
+  s.tls_max_handshakes = f.tls_max_handshakes;
   s.healthz_bind_address = f.healthz_bind_address;
   s.metrics_bind_address = f.metrics_bind_address;
   s.access_log = f.access_log;
@@ -332,6 +344,10 @@ int cmd_run(const run_flags& f) {
       return exit_error;
     }
     std::vector<std::filesystem::path> watch(f.endpoints_files.begin(), f.endpoints_files.end());
+    // Certificates, keys, CAs and CRLs too: replacing one (an atomic rename, a Secret volume
+    // update) reloads, and a context whose files changed is rebuilt. Files added by a later
+    // reload are watched from the next restart; SIGHUP reloads them meanwhile.
+    for (const auto& f : config::tls_files(first)) watch.emplace_back(f);
     auto reload = [&] {
       auto fp = fingerprint(f.endpoints_files);  // before reading: a later change is never missed
       auto snap = std::make_shared<const config::snapshot>(load_all(f, opts));

@@ -64,7 +64,20 @@ constexpr std::string_view udp_dropped_help =
     "--allow-source-ranges; session_limit: table full of active sessions; "
     "buffer_full: send buffer full or send error; oversize: larger than the largest UDP datagram).";
 
+constexpr std::string_view tls_errors_help =
+    "TLS handshakes with clients that failed, by reason (timeout: --tls-handshake-timeout; closed: the client "
+    "went away; protocol: version, ciphers, malformed or not TLS; client_certificate: missing or invalid client "
+    "certificate; limit: --tls-max-handshakes in progress, reset before the handshake).";
+
 constexpr counter_mapping counter_table[] = {
+    {"tls_handshakes", "tls_handshakes_total", "", "", ""},
+    {"tls_handshakes_resumed", "tls_handshakes_resumed_total", "", "", ""},
+    {"tls_handshake_errors_timeout", "tls_handshake_errors_total", "reason", "timeout", tls_errors_help},
+    {"tls_handshake_errors_closed", "tls_handshake_errors_total", "reason", "closed", tls_errors_help},
+    {"tls_handshake_errors_protocol", "tls_handshake_errors_total", "reason", "protocol", tls_errors_help},
+    {"tls_handshake_errors_client_certificate", "tls_handshake_errors_total", "reason", "client_certificate", tls_errors_help},
+    {"tls_handshake_errors_limit", "tls_handshake_errors_total", "reason", "limit", tls_errors_help},
+    {"upstream_tls_handshake_failures", "upstream_tls_handshake_failures_total", "", "", ""},
     {"connections_accepted", "connections_accepted_total", "", "", ""},
     {"connections_rejected_limit", "connections_rejected_total", "reason", "limit", rejected_help},
     {"connections_rejected_allowlist", "connections_rejected_total", "reason", "allowlist", rejected_help},
@@ -131,8 +144,11 @@ counter_shape shape_of(std::string_view counter, std::string_view macro_help) {
 /// udp_* counters are exported for UDP ports only: on a TCP port they are always 0, and a series
 /// per TCP port and UDP counter would only add cardinality. Every other counter is exported for
 /// every port.
-bool exported_for(std::string_view counter, config::protocol proto) {
-  return proto == config::protocol::udp || counter.substr(0, 4) != "udp_";
+/// Likewise tls_* only for ports that terminate TLS and upstream_tls_* only with upstreamTLS.
+bool exported_for(std::string_view counter, const port_status& port) {
+  if (counter.substr(0, 4) == "tls_") return port.tls;
+  if (counter.substr(0, 13) == "upstream_tls_") return !port.upstream_tls.empty();
+  return port.proto == config::protocol::udp || counter.substr(0, 4) != "udp_";
 }
 
 std::string format_value(double v) {
@@ -292,6 +308,11 @@ std::string render_proxy_metrics(const status_report& r) {
                     return h;
                   }());
 
+  e.add(p + "tls_context_failures_total",
+        "TLS contexts that could not be built from their files when applying a configuration (the previous "
+        "certificate is kept; a broken pair caught by validation counts as a config reload failure instead)",
+        "counter", "", format_value(r.tls_context_failures_total));
+
   // Per service port. Declare every family first so HELP/TYPE appear even with no ports.
   constexpr std::string_view active_help = "Proxied client connections open right now";
   constexpr std::string_view endpoints_help =
@@ -316,7 +337,7 @@ std::string render_proxy_metrics(const status_report& r) {
   for (const auto& port : r.ports) {
     const std::string labels = port_labels(port);
     for (const auto& c : counters_of(port.counters)) {
-      if (!exported_for(c.name, port.proto)) continue;
+      if (!exported_for(c.name, port)) continue;
       auto s = shape_of(c.name, c.help);
       e.add(s.family, s.help, "counter", join_labels(labels, s.extra_labels), format_value(c.value));
     }

@@ -18,6 +18,9 @@
 
 namespace npp::proxy {
 
+class tls_server_context;
+class tls_client_context;
+
 struct port_runtime {
   /// What the port does: forward to endpoints, or answer a load balancer's health check
   /// (healthCheckNodePort of an externalTrafficPolicy: Local Service).
@@ -59,6 +62,13 @@ struct port_runtime {
   /// Open TCP connections of the Service: one object per Service, shared by its ports and kept
   /// across snapshots. Never null for role::forward.
   std::shared_ptr<connection_limits> limits;
+  /// TLS termination (tls): clients handshake with this context before the endpoint is dialled.
+  /// Null: plain TCP (spliced).
+  std::shared_ptr<const tls_server_context> tls;
+  /// Re-encryption (upstreamTLS): the proxy handshakes with the endpoint after connecting.
+  std::shared_ptr<const tls_client_context> upstream_tls;
+  /// The Service asks for TLS but no context could be built: the port is refused, not served.
+  bool tls_missing = false;
 
   /// Index of the endpoint for a new connection or UDP session from `client`: the affinity
   /// record if there is a fresh one, else round-robin over all workers. Requires !endpoints.empty().

@@ -15,7 +15,8 @@ reconciler::reconciler(const settings& cfg, std::vector<bind_address> addrs, std
                        std::vector<std::unique_ptr<worker>>& workers)
     : cfg_(cfg), addrs_(std::move(addrs)), node_name_(std::move(node_name)), workers_(workers) {}
 
-std::shared_ptr<const port_runtime> reconciler::runtime_for(const config::service& svc, const config::service_port& sp) {
+std::shared_ptr<const port_runtime> reconciler::runtime_for(const config::service& svc, const config::service_port& sp,
+                                                            apply_result& result) {
   auto usable = config::usable_endpoints(svc, sp, node_name_);
   const port_id id{sp.proto, sp.node_port};
   const std::string stats_key = svc.id() + "/" + sp.name + "/" + std::string(config::to_string(sp.proto));
@@ -25,6 +26,18 @@ std::shared_ptr<const port_runtime> reconciler::runtime_for(const config::servic
   const allowlist sources(svc.allow_source_ranges);
   auto& limits = limits_[svc.id()];
   if (!limits) limits = std::make_shared<connection_limits>();
+  // TLS contexts: the cache returns the same object while the settings and the files' bytes are
+  // unchanged, a new one after a certificate was replaced, and the old one if the new files are
+  // unusable (counted; the old certificate keeps being served).
+  bool tls_failed = false, upstream_failed = false;
+  auto tls = tls_.server(svc, &tls_failed);
+  auto upstream_tls = tls_.client(svc, &upstream_failed);
+  if (tls_failed) ++tls_failures_;
+  if (upstream_failed) ++tls_failures_;
+  const bool tls_missing = (svc.tls.enabled() && !tls) || (svc.upstream_tls.enabled && !upstream_tls);
+  if (tls_missing)
+    result.errors.push_back("TLS of " + svc.id() + " port " + sp.name +
+                            " cannot be set up (see the error above); the port is not served");
 
   // Same service port, same endpoint set, same affinity: keep the object, and with it the
   // round-robin position and the affinity records (state survives unrelated changes).
@@ -39,7 +52,8 @@ std::shared_ptr<const port_runtime> reconciler::runtime_for(const config::servic
       std::sort(b.begin(), b.end());
       const bool same_access = old.allowed_sources == sources && old.proxy_protocol == svc.proxy_protocol &&
                                old.max_connections == svc.max_connections &&
-                               old.max_connections_per_source == svc.max_connections_per_source;
+                               old.max_connections_per_source == svc.max_connections_per_source &&
+                               old.tls == tls && old.upstream_tls == upstream_tls && old.tls_missing == tls_missing;
       if (a == b && same_affinity && old.drop_when_empty == drop && same_access) return it->second;
     }
   }
@@ -56,6 +70,9 @@ std::shared_ptr<const port_runtime> reconciler::runtime_for(const config::servic
   rt->max_connections = svc.max_connections;
   rt->max_connections_per_source = svc.max_connections_per_source;
   rt->limits = limits;
+  rt->tls = std::move(tls);
+  rt->upstream_tls = std::move(upstream_tls);
+  rt->tls_missing = tls_missing;
   // A changed set is reshuffled and the index starts over (kube-proxy's userspace LoadBalancerRR),
   // so every node does not send its first connection to the same pod.
   std::shuffle(usable.begin(), usable.end(), rng_);
@@ -116,7 +133,7 @@ apply_result reconciler::apply(const config::snapshot& snap) {
     for (const auto& sp : svc.ports) {
       ++result.ports;
       const port_id id{sp.proto, sp.node_port};
-      next_ports[id] = runtime_for(svc, sp);
+      next_ports[id] = runtime_for(svc, sp, result);
       live_stats.insert(svc.id() + "/" + sp.name + "/" + std::string(config::to_string(sp.proto)));
     }
     if (svc.health_check_node_port > 0) {
@@ -128,6 +145,7 @@ apply_result reconciler::apply(const config::snapshot& snap) {
   // A Service that is gone takes its connection counts with it: its open connections keep
   // their object (through their slots) and a Service re-added later starts from zero.
   std::erase_if(limits_, [&](const auto& kv) { return !live_services.count(kv.first); });
+  tls_.retain([&](const std::string& id) { return live_services.count(id) > 0; });
 
   // Holders: open for new keys, close for removed ones.
   std::map<port_id, std::string> bind_errors;
@@ -195,7 +213,8 @@ apply_result reconciler::apply(const config::snapshot& snap) {
       if (failed.count(key)) continue;
       // Health checks always answer; UDP with Local and no local endpoint is bound to drop
       // datagrams (unbound would mean ICMP unreachable: a reject).
-      const bool serve = !rt->endpoints.empty() || rt->what == port_runtime::role::health_check ||
+      // A TLS port whose context could not be built is refused, never served in plain text.
+      const bool serve = (!rt->endpoints.empty() && !rt->tls_missing) || rt->what == port_runtime::role::health_check ||
                          (rt->drop_when_empty && id.first == config::protocol::udp);
       if (!serve) {
         ++result.refusing;
@@ -242,6 +261,7 @@ apply_result reconciler::apply(const config::snapshot& snap) {
 }
 
 void reconciler::fill(status_report& report) const {
+  report.tls_context_failures_total = tls_failures_;
   for (const auto& a : addrs_) report.bind_addresses.push_back(a.str() + (a.dual_stack ? " (dual-stack)" : ""));
   if (!snapshot_) return;
   for (const auto& svc : snapshot_->services) {
@@ -282,6 +302,17 @@ void reconciler::fill(status_report& report) const {
         ps.endpoints.push_back(std::move(es));
       }
       if (rt && rt->limits) ps.service_connections_active = rt->limits->active();
+      if (rt && rt->tls) {
+        ps.tls = true;
+        ps.tls_client_auth = rt->tls->client_auth();
+        ps.tls_crl = rt->tls->crl();
+        ps.tls_certificates = rt->tls->certificates();
+      }
+      if (rt && rt->upstream_tls) {
+        const auto& u = rt->upstream_tls->settings();
+        ps.upstream_tls = u.insecure_skip_verify ? "insecure (not verified)"
+                                                 : "verified" + std::string(u.server_name.empty() ? "" : " as " + u.server_name);
+      }
       if (rt && rt->stats) {
         for (unsigned w = 0; w < rt->stats->workers(); ++w) {
           const auto& c = rt->stats->worker(w);

@@ -23,6 +23,7 @@
 #include "proxy/settings.hpp"
 #include "proxy/socket_util.hpp"
 #include "proxy/status.hpp"
+#include "proxy/tls_context.hpp"
 
 namespace npp::proxy {
 
@@ -51,7 +52,8 @@ class reconciler {
  private:
   using port_id = std::pair<config::protocol, int>;  ///< (protocol, nodePort)
 
-  std::shared_ptr<const port_runtime> runtime_for(const config::service& svc, const config::service_port& sp);
+  std::shared_ptr<const port_runtime> runtime_for(const config::service& svc, const config::service_port& sp,
+                                                  apply_result& result);
   std::shared_ptr<const port_runtime> health_check_runtime(const config::service& svc);
 
   const settings& cfg_;
@@ -67,6 +69,8 @@ class reconciler {
   std::shared_ptr<const config::snapshot> snapshot_;  ///< last applied (for status)
   std::map<port_id, std::string> bind_errors_;         ///< ports that could not be bound
   std::mt19937_64 rng_{std::random_device{}()};          ///< endpoint shuffling
+  tls_context_cache tls_;                              ///< TLS contexts by service, rebuilt when files change
+  std::uint64_t tls_failures_ = 0;                     ///< TLS contexts that could not be (re)built
 };
 
 }  // namespace npp::proxy

@@ -48,6 +48,11 @@ struct settings {
   /// Relay plain TCP with splice(2) through a pipe (no copy to user space). Off: read/write
   /// through a user-space buffer.
   bool splice = true;
+  /// A TLS client must complete its handshake within this time, or it is closed.
+  milliseconds tls_handshake_timeout{std::chrono::seconds(10)};
+  /// Cap on TLS handshakes in progress over all ports and workers; over it new TLS clients are
+  /// reset (counted as tls handshake errors, reason limit). Bounds what slow or flooding clients take.
+  std::size_t tls_max_handshakes = 1024;
   /// listen(2) backlog of every nodePort listener.
   int backlog = 4096;
   /// --healthz-bind-address: /livez, /readyz, /healthz ("" = off).

@@ -27,6 +27,14 @@ namespace npp::proxy {
   X(closed_half_closed_timeout, "connections closed by the half-closed timeout")          \
   X(closed_client_reset, "connections ended by a client reset")                           \
   X(closed_upstream_reset, "connections ended by an endpoint reset")                       \
+  X(tls_handshakes, "TLS handshakes completed with clients")                             \
+  X(tls_handshakes_resumed, "TLS handshakes with clients that resumed a session")        \
+  X(tls_handshake_errors_timeout, "TLS client handshakes closed by --tls-handshake-timeout") \
+  X(tls_handshake_errors_closed, "TLS client handshakes the client abandoned (closed or reset)") \
+  X(tls_handshake_errors_protocol, "TLS client handshakes refused: protocol version, ciphers, malformed or not TLS") \
+  X(tls_handshake_errors_client_certificate, "TLS client handshakes refused: no valid client certificate") \
+  X(tls_handshake_errors_limit, "TLS clients reset because --tls-max-handshakes were in progress") \
+  X(upstream_tls_handshake_failures, "TLS handshakes with endpoints that failed (re-encryption)") \
   X(udp_datagrams_client_to_upstream, "UDP datagrams relayed from clients to endpoints")  \
   X(udp_datagrams_upstream_to_client, "UDP datagrams relayed from endpoints to clients")  \
   X(udp_sessions_created, "UDP sessions created")                                         \

@@ -8,6 +8,7 @@
 
 #include "config/snapshot.hpp"
 #include "proxy/stats.hpp"
+#include "proxy/tls_context.hpp"
 
 namespace npp::proxy {
 
@@ -83,6 +84,12 @@ struct port_status {
   std::size_t max_connections = 0;               ///< maxConnections (0: none)
   std::size_t max_connections_per_source = 0;    ///< maxConnectionsPerSource (0: none)
   std::size_t service_connections_active = 0;    ///< open TCP connections of the whole Service (what maxConnections counts)
+  // TLS (tls / upstreamTLS) as running: the certificates actually loaded.
+  bool tls = false;                              ///< clients speak TLS to this port
+  bool tls_client_auth = false;                  ///< mTLS: a valid client certificate is required
+  bool tls_crl = false;                          ///< client certificates are checked against a CRL
+  std::vector<tls_certificate_info> tls_certificates;  ///< [0]: default; others by SNI
+  std::string upstream_tls;                      ///< "" (plain), "verified [as NAME]", "insecure (not verified)"
 };
 
 /// The whole proxy.
@@ -102,6 +109,7 @@ struct status_report {
   std::size_t max_connections = 0;
   std::vector<std::string> allow_source_ranges;  ///< --allow-source-ranges; empty: all sources
   std::int64_t connections_active = 0;   ///< all ports
+  std::uint64_t tls_context_failures_total = 0;  ///< TLS contexts that could not be (re)built from their files
   std::vector<std::string> bind_addresses;
   std::vector<port_status> ports;
   /// Applying a configuration to every worker (kube-proxy's sync_proxy_rules_duration_seconds).

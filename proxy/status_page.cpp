@@ -69,6 +69,20 @@ json report_json(const status_report& r) {
     NPP_PORT_COUNTERS(NPP_VALUE_ROW)
 #undef NPP_VALUE_ROW
     c["connections_active"] = p.counters.connections_active;
+    json tls = nullptr;
+    if (p.tls) {
+      json certs = json::array();
+      for (const auto& cert : p.tls_certificates) {
+        const auto expiry = std::chrono::duration_cast<std::chrono::seconds>(cert.not_after.time_since_epoch()).count();
+        certs.push_back({{"file", cert.file},
+                         {"subject", cert.subject},
+                         {"names", cert.names},
+                         {"key_type", cert.key_type},
+                         {"serial", cert.serial},
+                         {"not_after_unix", expiry}});
+      }
+      tls = {{"client_auth", p.tls_client_auth}, {"crl", p.tls_crl}, {"certificates", std::move(certs)}};
+    }
     json eps = json::array();
     int ready = 0;
     for (const auto& ep : p.endpoints) {
@@ -99,6 +113,8 @@ json report_json(const status_report& r) {
                      {"max_connections", p.max_connections},
                      {"max_connections_per_source", p.max_connections_per_source},
                      {"service_connections_active", p.service_connections_active},
+                     {"tls", std::move(tls)},
+                     {"upstream_tls", p.upstream_tls},
                      {"counters", std::move(c)},
                      {"endpoints", std::move(eps)}});
   }
@@ -247,6 +263,14 @@ code { font-size: .95em; }
     if (p.proxy_protocol !== "off") parts.push("PROXY " + p.proxy_protocol);
     if (p.max_connections) parts.push(p.service_connections_active + " of max " + p.max_connections + " connections (service)");
     if (p.max_connections_per_source) parts.push("max " + p.max_connections_per_source + " per source");
+    if (p.tls) {
+      var certs = p.tls.certificates.map(function (c) {
+        return c.subject + " (" + c.key_type + ", expires " + new Date(c.not_after_unix * 1000).toISOString().slice(0, 10) +
+          (c.not_after_unix < d.now_unix ? ", EXPIRED" : "") + ")";
+      });
+      parts.push("TLS " + certs.join(", ") + (p.tls.client_auth ? "; mTLS on" + (p.tls.crl ? " (CRL)" : "") : "; mTLS off"));
+    }
+    if (p.upstream_tls) parts.push("TLS to endpoints, " + p.upstream_tls);
     return parts.join("; ");
   }
 

@@ -151,12 +151,22 @@ void tcp_listener::admit(int fd, const tcp::endpoint& peer) {
       reject(fd, peer, c.connections_rejected_source_limit, close_reason::source_limit);
       return;
   }
+  // TLS: a slot among --tls-max-handshakes, held until the handshake ends (the session gives it
+  // back). Last: a client reset for this reason takes no other budget.
+  if (port->tls && shared.tls_handshakes.fetch_add(1, std::memory_order_relaxed) >= worker_.cfg().tls_max_handshakes) {
+    shared.tls_handshakes.fetch_sub(1, std::memory_order_relaxed);
+    shared.active_connections.fetch_sub(1, std::memory_order_relaxed);
+    slot.release();
+    reject(fd, peer, c.tls_handshake_errors_limit, close_reason::tls_handshake_limit);
+    return;
+  }
   tcp::socket sock(worker_.context());
   error_code ec;
   sock.assign(peer.protocol(), fd, ec);  // registers with the reactor
   if (ec) {
     ::close(fd);
     shared.active_connections.fetch_sub(1, std::memory_order_relaxed);
+    if (port->tls) shared.tls_handshakes.fetch_sub(1, std::memory_order_relaxed);
     spdlog::warn("accepted connection on {} dropped: {}", key_.str(), ec.message());
     return;
   }

@@ -7,12 +7,19 @@
 #include <unistd.h>
 #include <spdlog/spdlog.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/write.hpp>
 
 #include "proxy/access_log.hpp"
 #include "proxy/endpoint_format.hpp"
 #include "proxy/proxy_protocol.hpp"
+#include "proxy/tls_context.hpp"
 #include "proxy/worker.hpp"
 
 namespace npp::proxy {
@@ -39,6 +46,9 @@ const char* to_string(close_reason r) {
     case close_reason::allowlist: return "allowlist";
     case close_reason::service_limit: return "service_limit";
     case close_reason::source_limit: return "source_limit";
+    case close_reason::tls_handshake_failed: return "tls_handshake_failed";
+    case close_reason::tls_handshake_timeout: return "tls_handshake_timeout";
+    case close_reason::tls_handshake_limit: return "tls_handshake_limit";
     case close_reason::shutdown: return "shutdown";
     case close_reason::error: return "error";
   }
@@ -57,7 +67,9 @@ tcp_session::tcp_session(worker& w, tcp::socket client, const tcp::endpoint& cli
       id_(id),
       started_(clock_type::now()),
       last_activity_(started_),
-      splice_(w.cfg().splice) {
+      // TLS relays through the buffer: the bytes must pass through OpenSSL.
+      splice_(w.cfg().splice && !port_->tls && !port_->upstream_tls),
+      holds_handshake_slot_(port_->tls != nullptr) {
   worker_.add_session(*this);
   bump(port_->stats->worker(worker_.index()).connections_active, 1);
 }
@@ -65,6 +77,7 @@ tcp_session::tcp_session(worker& w, tcp::socket client, const tcp::endpoint& cli
 tcp_session::~tcp_session() {
   release_buffer(in);
   release_buffer(out);
+  release_handshake_slot();
   release_slot();
   worker_.session_ended();
 }
@@ -89,6 +102,65 @@ void tcp_session::start() {
     return;
   }
   first_endpoint_ = port_->pick(from_asio(client_addr_.address()));
+  if (port_->tls)
+    start_client_handshake();
+  else
+    try_connect();
+}
+
+void tcp_session::release_handshake_slot() {
+  if (!holds_handshake_slot_) return;
+  holds_handshake_slot_ = false;
+  worker_.shared().tls_handshakes.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void tcp_session::start_client_handshake() {
+  state_ = state::handshaking;
+  tls_[client_side] = std::make_unique<tls_stream>(client_, port_->tls->asio());
+  arm_timer(worker_.cfg().tls_handshake_timeout);
+  tls_[client_side]->async_handshake(asio::ssl::stream_base::server, [self = shared_from_this()](const error_code& ec) {
+    self->on_client_handshake(ec);
+  });
+}
+
+// Which tls_handshake_errors reason a failed handshake counts as (never anything about the client).
+static std::atomic<std::uint64_t>& handshake_error_counter(port_counters& c, const error_code& ec) {
+  if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated || ec == asio::error::connection_reset ||
+      ec == asio::error::broken_pipe)
+    return c.tls_handshake_errors_closed;
+  if (ec.category() == asio::error::get_ssl_category()) {
+    switch (ERR_GET_REASON(static_cast<unsigned long>(ec.value()))) {
+      case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
+      case SSL_R_CERTIFICATE_VERIFY_FAILED:
+      case SSL_R_NO_CERTIFICATES_RETURNED:
+        return c.tls_handshake_errors_client_certificate;
+      default: break;
+    }
+  }
+  return c.tls_handshake_errors_protocol;
+}
+
+void tcp_session::on_client_handshake(const error_code& ec) {
+  if (state_ == state::closed) return;
+  release_handshake_slot();
+  auto& c = port_->stats->worker(worker_.index());
+  if (ec) {
+    // OpenSSL's error queue is per thread and shared by every connection of this worker: what
+    // this failure left there must not surface in another connection's next operation.
+    ERR_clear_error();
+    auto& counter = handshake_error_counter(c, ec);
+    if (spdlog::should_log(spdlog::level::debug))
+      spdlog::debug("connection id={} client={} node_port={}: TLS handshake failed: {}", id_,
+                    format_endpoint(client_addr_), port_->node_port, ec.message());
+    // A plain close, not a reset: the alert OpenSSL queued (handshake failure, unknown CA, ...)
+    // has been sent and should reach the client.
+    finish(close_reason::tls_handshake_failed, false, false);
+    bump(counter);  // after finish: a scrape never sees it still active
+    return;
+  }
+  bump(c.tls_handshakes);
+  if (SSL_session_reused(tls_[client_side]->native_handle())) bump(c.tls_handshakes_resumed);
+  state_ = state::connecting;
   try_connect();
 }
 
@@ -107,6 +179,7 @@ void tcp_session::try_connect() {
   ++attempts_;
   bump(c.upstream_connect_attempts);
   connect_timed_out_ = false;
+  tls_[upstream_side].reset();  // a failed attempt's TLS state goes with its socket
   error_code ignored_ec;
   upstream_.close(ignored_ec);
   attempt_started_ = clock_type::now();
@@ -153,16 +226,59 @@ void tcp_session::try_connect() {
 void tcp_session::on_connect(const error_code& ec) {
   if (state_ == state::closed) return;
   if (ec || connect_timed_out_) {
-    bump(port_->stats->worker(worker_.index()).upstream_connect_failures);
-    port_->endpoint_failures[endpoint_index_].fetch_add(1, std::memory_order_relaxed);
-    port_->endpoint_failing[endpoint_index_].store(true, std::memory_order_relaxed);
-    if (spdlog::should_log(spdlog::level::debug))
-      spdlog::debug("connection id={} connect to {} failed (attempt {}): {}", id_,
-                 port_->endpoint_addrs[endpoint_index_].str(), attempts_,
-                 connect_timed_out_ ? std::string("timed out") : ec.message());
-    try_connect();
+    attempt_failed(connect_timed_out_ ? std::string("timed out") : ec.message());
     return;
   }
+  if (port_->proxy_protocol != config::proxy_protocol_version::off)
+    write_proxy_header();
+  else
+    upstream_ready();
+}
+
+void tcp_session::attempt_failed(const std::string& why) {
+  bump(port_->stats->worker(worker_.index()).upstream_connect_failures);
+  port_->endpoint_failures[endpoint_index_].fetch_add(1, std::memory_order_relaxed);
+  port_->endpoint_failing[endpoint_index_].store(true, std::memory_order_relaxed);
+  if (spdlog::should_log(spdlog::level::debug))
+    spdlog::debug("connection id={} connect to {} failed (attempt {}): {}", id_,
+                  port_->endpoint_addrs[endpoint_index_].str(), attempts_, why);
+  try_connect();
+}
+
+void tcp_session::upstream_ready() {
+  if (port_->upstream_tls)
+    start_upstream_handshake();
+  else
+    connected();
+}
+
+void tcp_session::start_upstream_handshake() {
+  const auto& ctx = *port_->upstream_tls;
+  const auto& settings = ctx.settings();
+  tls_[upstream_side] = std::make_unique<tls_stream>(upstream_, ctx.asio());
+  SSL* ssl = tls_[upstream_side]->native_handle();
+  if (!settings.server_name.empty()) {
+    SSL_set_tlsext_host_name(ssl, settings.server_name.c_str());
+    if (!settings.insecure_skip_verify) SSL_set1_host(ssl, settings.server_name.c_str());
+  } else if (!settings.insecure_skip_verify) {
+    // No name to check: the endpoint's certificate must carry its IP address.
+    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), port_->endpoint_addrs[endpoint_index_].ip.str().c_str());
+  }
+  ERR_clear_error();
+  // Still inside the attempt's connect timeout: a stuck handshake moves on to the next endpoint.
+  tls_[upstream_side]->async_handshake(asio::ssl::stream_base::client, [self = shared_from_this()](const error_code& ec) {
+    if (self->state_ == state::closed) return;
+    if (ec || self->connect_timed_out_) {
+      ERR_clear_error();
+      bump(self->port_->stats->worker(self->worker_.index()).upstream_tls_handshake_failures);
+      self->attempt_failed("TLS handshake: " + (self->connect_timed_out_ ? std::string("timed out") : ec.message()));
+      return;
+    }
+    self->connected();
+  });
+}
+
+void tcp_session::connected() {
   state_ = state::relaying;
   touch();
   connect_time_ = last_activity_ - attempt_started_;
@@ -171,10 +287,7 @@ void tcp_session::on_connect(const error_code& ec) {
   if (port_->endpoint_failing[endpoint_index_].load(std::memory_order_relaxed))
     port_->endpoint_failing[endpoint_index_].store(false, std::memory_order_relaxed);
   arm_timer(worker_.cfg().idle_timeout);
-  if (port_->proxy_protocol != config::proxy_protocol_version::off)
-    write_proxy_header();
-  else
-    start_relay();
+  start_relay();
 }
 
 void tcp_session::write_proxy_header() {
@@ -199,7 +312,7 @@ void tcp_session::write_proxy_header() {
       return;
     }
     self->proxy_header_ = std::string();
-    self->start_relay();
+    self->upstream_ready();
   });
 }
 
@@ -306,6 +419,67 @@ void tcp_session::pump_splice(int d) {
   });
 }
 
+std::size_t tcp_session::read_now(int d, char* buf, std::size_t size, error_code& ec) {
+  tls_stream* t = tls_source(d);
+  if (!t) return source(d).read_some(asio::buffer(buf, size), ec);  // non-blocking socket
+  // TLS: the byte wait_readable() took, then what OpenSSL has already decrypted. SSL_pending
+  // bytes come from the current record and need no socket I/O, so this never blocks or writes;
+  // further records are decrypted by the next wait_readable() (an Asio operation, which does
+  // the socket I/O OpenSSL asks for).
+  half& h = halves_[d];
+  std::size_t n = 0;
+  if (h.peeked) {
+    buf[0] = h.peek;
+    h.peeked = false;
+    n = 1;
+  }
+  SSL* ssl = t->native_handle();
+  while (n < size && SSL_pending(ssl) > 0) {
+    std::size_t got = 0;
+    if (SSL_read_ex(ssl, buf + n, size - n, &got) != 1) {
+      ERR_clear_error();
+      break;
+    }
+    n += got;
+  }
+  if (n == 0) ec = asio::error::would_block;
+  return n;
+}
+
+void tcp_session::wait_readable(int d) {
+  tls_stream* t = tls_source(d);
+  if (!t) {
+    do_wait(d);
+    return;
+  }
+  t->async_read_some(asio::buffer(&halves_[d].peek, 1), [self = shared_from_this(), d](const error_code& ec, std::size_t n) {
+    if (self->state_ == state::closed) return;
+    if (ec) {
+      self->tls_read_failed(d, ec);
+      return;
+    }
+    self->halves_[d].peeked = n == 1;
+    self->pump_copy(d);
+  });
+}
+
+void tcp_session::tls_read_failed(int d, const error_code& ec) {
+  ERR_clear_error();
+  // close_notify: the peer ended its direction cleanly; pass it on as a FIN (or close_notify).
+  // An endpoint (upstreamTLS) that closes TCP without close_notify is taken as done too: many
+  // HTTPS servers end that way, and the hop to the pod is inside the cluster.
+  if (ec == asio::error::eof || (d == out && ec == asio::ssl::error::stream_truncated)) {
+    end_direction(d);
+    return;
+  }
+  // A client's TCP close without close_notify (ssl::error::stream_truncated: the stream may have
+  // been cut short by an attacker or a crash), a reset, or a TLS error: the other side must not
+  // take the data for complete, so it is reset.
+  if (spdlog::should_log(spdlog::level::debug))
+    spdlog::debug("connection id={} {} TLS read failed: {}", id_, d == in ? "client" : "endpoint", ec.message());
+  source_failed(d);
+}
+
 void tcp_session::pump_copy(int d) {
   half& h = halves_[d];
   auto& c = port_->stats->worker(worker_.index());
@@ -313,12 +487,12 @@ void tcp_session::pump_copy(int d) {
   for (int i = 0; i < max_reads_per_turn; ++i) {
     if (!h.buf) h.buf = worker_.buffers().acquire();
     error_code ec;
-    std::size_t n = source(d).read_some(asio::buffer(h.buf, size), ec);
+    std::size_t n = read_now(d, h.buf, size, ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) {
       // Nothing more to read now: give the buffer back so an idle connection holds none, and
       // wait for the next edge (Asio's reactor is edge-triggered; we only wait after EAGAIN).
       release_buffer(d);
-      do_wait(d);
+      wait_readable(d);
       return;
     }
     if (ec == asio::error::eof) {
@@ -333,6 +507,12 @@ void tcp_session::pump_copy(int d) {
     h.bytes += n;
     bump(d == in ? c.bytes_client_to_upstream : c.bytes_upstream_to_client, n);
     touch();
+    if (tls_stream* t = tls_sink(d)) {
+      // OpenSSL may have to wait for the socket while it writes a record: always asynchronous.
+      asio::async_write(*t, asio::buffer(h.buf, n),
+                        [self = shared_from_this(), d](const error_code& ec, std::size_t) { self->on_write(d, ec); });
+      return;
+    }
     std::size_t written = sink(d).write_some(asio::buffer(h.buf, n), ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) {
       written = 0;
@@ -358,6 +538,7 @@ void tcp_session::pump_copy(int d) {
 void tcp_session::on_write(int d, const error_code& ec) {
   if (state_ == state::closed) return;
   if (ec) {
+    if (tls_sink(d)) ERR_clear_error();
     sink_failed(d);
     return;
   }
@@ -371,6 +552,9 @@ void tcp_session::end_direction(int d) {
                   halves_[d].bytes);
   release_buffer(d);
   halves_[d].done = true;
+  // A TLS sink gets close_notify first (the pod's FIN means "end of stream" to a TLS client),
+  // whether the FIN then comes from shutdown(2) or from the final close.
+  if (tls_stream* t = tls_sink(d)) send_close_notify(*t, sink(d));
   if (halves_[in].done && halves_[out].done) {
     // The other direction ended already: closing both sockets sends this FIN too (nothing is
     // left unread on either, so close(2) means FIN, not RST); no separate shutdown(2).
@@ -382,6 +566,36 @@ void tcp_session::end_direction(int d) {
   // Half-closed from now on: the shorter limit applies.
   touch();
   arm_timer(std::min(worker_.cfg().half_closed_timeout, worker_.cfg().idle_timeout));
+}
+
+// Sends close_notify on a TLS sink whose direction has ended, without disturbing a read that may
+// be pending on the same stream (the other direction keeps relaying: half-close). Asio's
+// async_shutdown would also wait for the peer's close_notify and so read from the socket
+// concurrently with that read. Instead OpenSSL writes the alert into a memory BIO swapped in for
+// a moment, and the bytes go straight to the socket: every earlier record of this direction has
+// been written already (the direction ends only after its last write completed).
+void tcp_session::send_close_notify(tls_stream& t, tcp::socket& sock) {
+  SSL* ssl = t.native_handle();
+  BIO* original = SSL_get_wbio(ssl);
+  BIO* mem = BIO_new(BIO_s_mem());
+  if (original == nullptr || mem == nullptr) {
+    BIO_free(mem);
+    return;
+  }
+  BIO_up_ref(original);
+  SSL_set0_wbio(ssl, mem);  // drops the SSL's reference to `original`; ours keeps it alive
+  ERR_clear_error();
+  SSL_shutdown(ssl);        // writes close_notify into `mem` (returns 0: the peer's is not awaited)
+  ERR_clear_error();
+  char* data = nullptr;
+  const long len = BIO_get_mem_data(mem, &data);
+  std::string alert(data, len > 0 ? static_cast<std::size_t>(len) : 0);
+  SSL_set0_wbio(ssl, original);  // frees `mem`, hands our reference back to the SSL
+  if (alert.empty()) return;
+  // A few dozen bytes on a socket whose last write completed: it fits unless the peer stopped
+  // reading altogether, and then it would not read the alert either (it sees a truncation).
+  error_code ignored_ec;
+  sock.write_some(asio::buffer(alert), ignored_ec);
 }
 
 void tcp_session::source_failed(int d) {
@@ -414,6 +628,7 @@ void tcp_session::finish(close_reason why, bool reset_client, bool reset_upstrea
   const bool log_it = spdlog::should_log(spdlog::level::debug);
   close_socket(client_, reset_client);
   close_socket(upstream_, reset_upstream);
+  release_handshake_slot();
   release_slot();
   timer_.cancel();
   release_buffer(in);
@@ -454,6 +669,13 @@ void tcp_session::arm_timer(clock_type::duration after) {
 
 void tcp_session::on_timer(const error_code& ec) {
   if (ec == asio::error::operation_aborted || state_ == state::closed) return;
+  if (state_ == state::handshaking) {
+    // Slowloris on TLS: the client did not finish its handshake in time. Closing the socket
+    // aborts the handshake (its handler sees state closed).
+    finish(close_reason::tls_handshake_timeout, true, false);
+    bump(port_->stats->worker(worker_.index()).tls_handshake_errors_timeout);
+    return;
+  }
   if (state_ == state::connecting) {
     // This attempt took too long: closing the socket completes the connect with an error,
     // and on_connect moves on to the next endpoint.

@@ -26,6 +26,22 @@
 // PROXY protocol (proxyProtocol v1/v2): once the upstream is connected, the header is written
 // to it with one async_write before the relay starts, so it precedes every client byte; the
 // client is not read meanwhile. After that the relay (splice or copy) runs unchanged.
+// TLS (tls / upstreamTLS): the client side, the upstream side or both are an Asio ssl::stream
+// over the same socket. A TLS client handshakes first (bounded by --tls-handshake-timeout and a
+// slot of --tls-max-handshakes), and only then is the endpoint dialled: a client that fails the
+// handshake (no valid certificate, wrong version) never causes a connection to a pod. With
+// upstreamTLS the proxy handshakes with the endpoint after connecting (and after the PROXY
+// header), inside the connect timeout; a failure there counts as a failed attempt and the next
+// endpoint is tried. TLS relays through the buffer (no splice) with the same loop as plain copy;
+// what differs is behind three helpers:
+//   read_now()       a TLS source yields what OpenSSL already decrypted (SSL_pending); no I/O.
+//   wait_readable()  a TLS source is waited on with a 1-byte async read (the wait itself holds
+//                    no relay buffer; an idle TLS connection holds none, as a plain one).
+//   write to a sink  a TLS sink is written with async_write (OpenSSL may need the socket).
+// Close semantics: close_notify from a TLS source is an EOF (FIN to the other side); a client's
+// TCP close without close_notify (truncation) or a TLS error is a failure (the endpoint is
+// reset); an endpoint's TCP close without close_notify counts as EOF (many HTTPS servers end so).
+// An EOF towards a TLS sink sends close_notify, then FIN; the other direction keeps relaying.
 // The one open decision (STYLE.md): a direction that fails closes BOTH sockets via finish(); the
 // sibling's pending operation then completes with operation_aborted and does nothing.
 #include <boost/asio/ip/tcp.hpp>
@@ -39,9 +55,15 @@
 #include "proxy/pipe_pool.hpp"
 #include "proxy/port_runtime.hpp"
 
+namespace boost::asio::ssl {
+template <typename Stream>
+class stream;
+}
+
 namespace npp::proxy {
 
 class worker;
+using tls_stream = boost::asio::ssl::stream<boost::asio::ip::tcp::socket&>;
 
 /// Why a connection ended (logged as reason=...).
 enum class close_reason : std::uint8_t {
@@ -56,6 +78,9 @@ enum class close_reason : std::uint8_t {
   allowlist,            ///< the source is not in an allowlist (never became a session)
   service_limit,        ///< the Service's maxConnections reached (never became a session)
   source_limit,         ///< the Service's maxConnectionsPerSource reached (never became a session)
+  tls_handshake_failed, ///< the client's TLS handshake failed (never reached an endpoint)
+  tls_handshake_timeout,  ///< the client did not finish its TLS handshake within --tls-handshake-timeout
+  tls_handshake_limit,  ///< --tls-max-handshakes in progress (never became a session)
   shutdown,             ///< still open at the end of the shutdown grace period
   error,                ///< a local error (e.g. out of memory)
 };
@@ -81,7 +106,8 @@ class tcp_session : public std::enable_shared_from_this<tcp_session>, public ses
 
  private:
   enum direction : int { in = 0, out = 1 };  ///< in: client -> upstream; out: upstream -> client
-  enum class state : std::uint8_t { connecting, relaying, closed };
+  enum side : int { client_side = 0, upstream_side = 1 };
+  enum class state : std::uint8_t { handshaking, connecting, relaying, closed };
 
   /// Per-direction relay state.
   struct half {
@@ -90,23 +116,43 @@ class tcp_session : public std::enable_shared_from_this<tcp_session>, public ses
     std::size_t in_pipe = 0;  ///< bytes spliced into the pipe and not yet out of it
     std::uint64_t bytes = 0;  ///< bytes relayed in this direction
     bool done = false;        ///< source hit EOF and the sink was shut down for writing
+    bool peeked = false;      ///< TLS source: `peek` holds the first byte of the next read
+    char peek = 0;            ///< the byte wait_readable() read from a TLS source
   };
 
   tcp::socket& source(int d) { return d == in ? client_ : upstream_; }
   tcp::socket& sink(int d) { return d == in ? upstream_ : client_; }
 
+  /// TLS stream of the side d reads from / writes to (null: plain TCP).
+  tls_stream* tls_source(int d) { return tls_[d == in ? client_side : upstream_side].get(); }
+  tls_stream* tls_sink(int d) { return tls_[d == in ? upstream_side : client_side].get(); }
+
+  void start_client_handshake();
+  void on_client_handshake(const boost::system::error_code& ec);
+  void release_handshake_slot();
   void try_connect();
   void on_connect(const boost::system::error_code& ec);
+  /// The current attempt failed (`why` for the debug log): count it, try the next endpoint.
+  void attempt_failed(const std::string& why);
   void write_proxy_header();
+  /// TCP connected and the PROXY header written: handshake with the endpoint or start relaying.
+  void upstream_ready();
+  void start_upstream_handshake();
+  void connected();
   void start_relay();
   /// Tells Asio the sockets are non-blocking (the copy path's read_some/write_some).
   void use_asio_io();
+  std::size_t read_now(int d, char* buf, std::size_t size, boost::system::error_code& ec);
+  void wait_readable(int d);
+  /// A TLS source's read failed: close_notify (eof) ends the direction, anything else resets.
+  void tls_read_failed(int d, const boost::system::error_code& ec);
   void do_wait(int d);
   void pump(int d);
   void pump_copy(int d);
   void pump_splice(int d);
   void on_write(int d, const boost::system::error_code& ec);
   void end_direction(int d);
+  void send_close_notify(tls_stream& t, tcp::socket& sock);
   /// Direction d's source failed (reset, error): close both, resetting d's sink.
   void source_failed(int d);
   /// Direction d's sink failed: close both, resetting d's source.
@@ -134,10 +180,14 @@ class tcp_session : public std::enable_shared_from_this<tcp_session>, public ses
   std::chrono::steady_clock::duration connect_time_{-1};  ///< how long the successful connect took (<0: none)
   std::size_t first_endpoint_ = 0;             ///< round-robin pick; attempt k uses first+k
   std::size_t endpoint_index_ = 0;             ///< endpoint of the current/last attempt
+  /// TLS per side (client_side, upstream_side); declared after the sockets they wrap, so they
+  /// are destroyed first.
+  std::unique_ptr<tls_stream> tls_[2];
   unsigned attempts_ = 0;                      ///< connect attempts made
   state state_ = state::connecting;
   bool connect_timed_out_ = false;             ///< the timer ended the current connect attempt
   bool splice_ = false;                        ///< relay with splice(2) (plain TCP, --splice)
+  bool holds_handshake_slot_ = false;          ///< counted in shared_state::tls_handshakes
   bool holds_slot_ = true;                     ///< counted in connections_active and the global limit
 };
 

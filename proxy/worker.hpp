@@ -27,6 +27,7 @@ class access_log;
 struct shared_state {
   std::atomic<std::size_t> active_connections{0};  ///< proxied client connections, all workers
   std::atomic<std::uint64_t> next_connection_id{1};
+  std::atomic<std::size_t> tls_handshakes{0};      ///< TLS client handshakes in progress, all workers
   std::size_t max_connections = 0;                 ///< resolved --max-connections
   std::size_t udp_max_sessions = 0;                ///< resolved --udp-max-sessions
   access_log* access = nullptr;                    ///< --access-log (null: off); owned by the server

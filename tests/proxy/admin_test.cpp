@@ -362,11 +362,13 @@ TEST_CASE("metrics text is well-formed and counts equal the report") {
   CHECK(samples["process_resident_memory_bytes"] > 1e6);
   CHECK(samples["process_start_time_seconds"] > 1.6e9);
 
-  // Every NPP_PORT_COUNTERS entry is exported (udp_* ones for UDP ports only): the web port's
-  // counters sum to the same total.
+  // Every NPP_PORT_COUNTERS entry is exported (udp_* ones for UDP ports only, tls_* and
+  // upstream_tls_* for TLS ports only): the web port's counters sum to the same total.
   double sum_report = 0, sum_metrics = 0;
-#define NPP_SUM(name, help) \
-  if (std::string_view(#name).substr(0, 4) != "udp_") sum_report += static_cast<double>(r.ports[0].counters.name);
+#define NPP_SUM(name, help)                                                                                 \
+  if (std::string_view(#name).substr(0, 4) != "udp_" && std::string_view(#name).substr(0, 4) != "tls_" && \
+      std::string_view(#name).substr(0, 13) != "upstream_tls_")                                             \
+    sum_report += static_cast<double>(r.ports[0].counters.name);
   NPP_PORT_COUNTERS(NPP_SUM)
 #undef NPP_SUM
   for (const auto& [key, value] : samples)
