@@ -15,10 +15,14 @@ using json = nlohmann::json;
 std::string read_small_file(const std::filesystem::path& path, const std::string& what) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error(what + ": cannot read " + path.string());
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  std::string s = ss.str();
-  if (s.size() > (4u << 20)) throw std::runtime_error(what + ": " + path.string() + " is larger than 4 MiB");
+  // Read at most the cap (+1 to tell "larger"): a path such as /dev/zero must not fill memory.
+  constexpr std::size_t cap = 4u << 20;
+  std::string s;
+  char buf[64 * 1024];
+  while (in.read(buf, sizeof buf) || in.gcount() > 0) {
+    s.append(buf, static_cast<std::size_t>(in.gcount()));
+    if (s.size() > cap) throw std::runtime_error(what + ": " + path.string() + " is larger than 4 MiB");
+  }
   return s;
 }
 

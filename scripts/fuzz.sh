@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
-all=(native_json kubernetes_json yaml ip duration forward proxy_protocol admin_http)
+all=(native_json kubernetes_json yaml ip duration forward kubeconfig watch_stream proxy_protocol admin_http)
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${all[@]}")
 build=build-fuzz

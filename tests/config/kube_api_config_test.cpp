@@ -135,6 +135,10 @@ TEST_CASE("kubeconfig: clear errors") {
   CHECK(error_of(dir.write("bad", "kind: Pod\n")).find("kind: Unsupported value: \"Pod\"") != std::string::npos);
   CHECK(error_of(dir.write("bad2", "- a\n- b\n")).find("not a kubeconfig") != std::string::npos);
   CHECK(error_of(dir.write("x", "") .parent_path() / "no-such-file").find("cannot read") != std::string::npos);
+  // A referenced file is read up to the cap, never whole: /dev/zero would otherwise fill memory.
+  CHECK(error_of(write("token: t", "server: https://h, certificate-authority: /dev/zero")).find("larger than 4 MiB") !=
+        std::string::npos);
+  CHECK(error_of("/dev/zero").find("larger than 4 MiB") != std::string::npos);
 }
 
 TEST_CASE("in-cluster configuration: env host/port, token file and ca.crt of the service account") {
