@@ -344,8 +344,9 @@ void udp_listener::end_session(session& s, std::string_view reason) {
     access_record r;
     r.protocol = "udp";
     udp::endpoint client;
-    std::memcpy(client.data(), &s.client, std::min<std::size_t>(s.client_len, sizeof s.client));
-    client.resize(s.client_len);
+    const std::size_t len = std::min<std::size_t>(s.client_len, client.capacity());
+    std::memcpy(client.data(), &s.client, len);
+    client.resize(len);
     r.client = format_endpoint(client);
     r.node_port = key_.port;
     r.service = s.port->service_id;
