@@ -69,62 +69,51 @@ std::string utc_timestamp(std::chrono::system_clock::time_point at) {
 
 }  // namespace
 
+/// The record's fields in log order, once for both formats: emit(key, value, is_text), where an
+/// empty value means "none" (text: "-", JSON: null) and is_text says whether JSON quotes it.
+template <class Emit>
+static void for_each_field(const access_record& r, Emit&& emit) {
+  emit("protocol", r.protocol, true);
+  emit("id", std::to_string(r.id), false);
+  emit("client", r.client, true);
+  emit("node_port", std::to_string(r.node_port), false);
+  emit("service", r.service, true);
+  emit("port", r.port_name, true);
+  emit("endpoint", r.endpoint, true);
+  emit("attempts", std::to_string(r.attempts), false);
+  emit("bytes_in", std::to_string(r.bytes_in), false);
+  emit("bytes_out", std::to_string(r.bytes_out), false);
+  emit("duration", seconds(r.duration), false);
+  emit("connect_time", r.connect_time.count() < 0 ? std::string() : seconds(r.connect_time), false);
+  emit("reason", r.reason, true);
+}
+
 std::string access_fields(const access_record& r) {
   std::string out;
   out.reserve(256);
-  auto field = [&](std::string_view key, std::string_view value) {
+  for_each_field(r, [&](std::string_view key, std::string_view value, bool) {
     if (!out.empty()) out += ' ';
     out += key;
     out += '=';
     append_logfmt_value(out, value);
-  };
-  field("protocol", r.protocol);
-  field("id", std::to_string(r.id));
-  field("client", r.client);
-  field("node_port", std::to_string(r.node_port));
-  field("service", r.service);
-  field("port", r.port_name);
-  field("endpoint", r.endpoint);
-  field("attempts", std::to_string(r.attempts));
-  field("bytes_in", std::to_string(r.bytes_in));
-  field("bytes_out", std::to_string(r.bytes_out));
-  field("duration", seconds(r.duration));
-  field("connect_time", r.connect_time.count() < 0 ? std::string() : seconds(r.connect_time));
-  field("reason", r.reason);
+  });
   return out;
 }
 
 std::string access_line(const access_record& r, access_log_format format, std::chrono::system_clock::time_point at) {
   if (format == access_log_format::text) return "time=" + utc_timestamp(at) + " " + access_fields(r) + "\n";
   std::string out = "{\"time\":\"" + utc_timestamp(at) + "\"";
-  auto str = [&](std::string_view key, std::string_view value) {
+  for_each_field(r, [&](std::string_view key, std::string_view value, bool is_text) {
     out += ",\"";
     out += key;
     out += "\":";
     if (value.empty())
       out += "null";
-    else
+    else if (is_text)
       append_json_string(out, value);
-  };
-  auto num = [&](std::string_view key, std::string_view value) {
-    out += ",\"";
-    out += key;
-    out += "\":";
-    out += value;
-  };
-  str("protocol", r.protocol);
-  num("id", std::to_string(r.id));
-  str("client", r.client);
-  num("node_port", std::to_string(r.node_port));
-  str("service", r.service);
-  str("port", r.port_name);
-  str("endpoint", r.endpoint);
-  num("attempts", std::to_string(r.attempts));
-  num("bytes_in", std::to_string(r.bytes_in));
-  num("bytes_out", std::to_string(r.bytes_out));
-  num("duration", seconds(r.duration));
-  num("connect_time", r.connect_time.count() < 0 ? std::string("null") : seconds(r.connect_time));
-  str("reason", r.reason);
+    else
+      out += value;
+  });
   out += "}\n";
   return out;
 }
