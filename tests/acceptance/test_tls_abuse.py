@@ -228,7 +228,11 @@ class TestFloodAndMemory(TlsCase):
               % (before, after, per))
         for s in conns + warm:
             s.close()
-        self.assertLess(per, 96)
+        # The budget is the production build's. Sanitizer builds (make asan / make tsan set
+        # NPP_SANITIZER) add shadow memory, redzones and a quarantine to every allocation: there the
+        # check only guards against a per-connection blow-up (ASan measured 318 KiB).
+        factor = {"asan": 4, "tsan": 8}.get(os.environ.get("NPP_SANITIZER", ""), 1)
+        self.assertLess(per, 96 * factor)
 
 
 if __name__ == "__main__":
