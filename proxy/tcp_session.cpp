@@ -539,6 +539,8 @@ void tcp_session::on_write(int d, const error_code& ec) {
   if (state_ == state::closed) return;
   if (ec) {
     if (tls_sink(d)) ERR_clear_error();
+    if (spdlog::should_log(spdlog::level::debug))
+      spdlog::debug("connection id={} write to {} failed: {}", id_, d == in ? "endpoint" : "client", ec.message());
     sink_failed(d);
     return;
   }
