@@ -317,11 +317,12 @@ void tcp_session::write_proxy_header() {
 }
 
 void tcp_session::start_relay() {
-  // Both descriptors are O_NONBLOCK already (accept4, socket), which is all splice needs. The
-  // copy path reads and writes through Asio, which must be told so it does not emulate blocking.
-  if (!splice_) use_asio_io();
-  pump(in);
-  if (state_ == state::relaying) pump(out);
+  // Both descriptors are O_NONBLOCK already (accept4, socket): plain relaying uses recv/send/
+  // splice on them directly. TLS's close_notify goes out with Asio's synchronous write_some,
+  // which must be told the socket is non-blocking so it does not emulate blocking.
+  if (tls_[client_side] || tls_[upstream_side]) use_asio_io();
+  wait_readable(in);
+  if (state_ == state::relaying) wait_readable(out);
 }
 
 void tcp_session::use_asio_io() {
@@ -342,7 +343,7 @@ void tcp_session::do_wait(int d) {
 }
 
 void tcp_session::pump(int d) {
-  if (splice_)
+  if (halves_[d].spliced)
     pump_splice(d);
   else
     pump_copy(d);
@@ -359,7 +360,7 @@ void tcp_session::pump_splice(int d) {
       if (!h.pipe) {
         // Out of descriptors for a pipe: this connection copies through user space instead.
         splice_ = false;
-        use_asio_io();
+        h.spliced = false;
         pump_copy(d);
         return;
       }
@@ -421,7 +422,12 @@ void tcp_session::pump_splice(int d) {
 
 std::size_t tcp_session::read_now(int d, char* buf, std::size_t size, error_code& ec) {
   tls_stream* t = tls_source(d);
-  if (!t) return source(d).read_some(asio::buffer(buf, size), ec);  // non-blocking socket
+  if (!t) {
+    const ssize_t r = ::recv(source(d).native_handle(), buf, size, MSG_DONTWAIT);
+    if (r > 0) return static_cast<std::size_t>(r);
+    ec = r == 0 ? error_code(asio::error::eof) : error_code(errno, boost::system::system_category());
+    return 0;
+  }
   // TLS: the byte wait_readable() took, then what OpenSSL has already decrypted. SSL_pending
   // bytes come from the current record and need no socket I/O, so this never blocks or writes;
   // further records are decrypted by the next wait_readable() (an Asio operation, which does
@@ -449,7 +455,14 @@ std::size_t tcp_session::read_now(int d, char* buf, std::size_t size, error_code
 void tcp_session::wait_readable(int d) {
   tls_stream* t = tls_source(d);
   if (!t) {
-    do_wait(d);
+    half& h = halves_[d];
+    if (h.spliced) {
+      do_wait(d);  // bulk: readiness, then splice
+      return;
+    }
+    source(d).async_read_some(asio::buffer(h.small), [self = shared_from_this(), d](const error_code& ec, std::size_t n) {
+      self->on_small_read(d, ec, n);
+    });
     return;
   }
   t->async_read_some(asio::buffer(&halves_[d].peek, 1), [self = shared_from_this(), d](const error_code& ec, std::size_t n) {
@@ -480,51 +493,116 @@ void tcp_session::tls_read_failed(int d, const error_code& ec) {
   source_failed(d);
 }
 
+void tcp_session::on_small_read(int d, const error_code& ec, std::size_t n) {
+  if (state_ == state::closed) return;
+  if (ec == asio::error::eof) {
+    end_direction(d);
+    return;
+  }
+  if (ec) {
+    source_failed(d);
+    return;
+  }
+  half& h = halves_[d];
+  count(d, n);
+  if (n == sizeof h.small) {
+    // Filled: more is probably waiting. Read on in a pool buffer behind these bytes, so that
+    // they all leave in one write.
+    h.buf = worker_.buffers().acquire();
+    std::memcpy(h.buf, h.small, n);
+    h.filled = n;
+    pump_copy(d);
+    return;
+  }
+  // A short read from TCP took everything the socket had: write it and wait again. (Asio tries
+  // the next wait's read at once, so data or a FIN that came meanwhile is not missed.)
+  h.drained = true;
+  if (write_out(d, h.small, n) != write_status::done) return;
+  h.drained = false;
+  wait_readable(d);
+}
+
+void tcp_session::count(int d, std::size_t n) {
+  auto& c = port_->stats->worker(worker_.index());
+  halves_[d].bytes += n;
+  bump(d == in ? c.bytes_client_to_upstream : c.bytes_upstream_to_client, n);
+  touch();
+}
+
+tcp_session::write_status tcp_session::write_out(int d, const char* data, std::size_t n) {
+  auto done = [self = shared_from_this(), d](const error_code& ec, std::size_t) { self->on_write(d, ec); };
+  if (tls_stream* t = tls_sink(d)) {
+    // OpenSSL may have to wait for the socket while it writes a record: always asynchronous.
+    asio::async_write(*t, asio::buffer(data, n), std::move(done));
+    return write_status::pending;
+  }
+  ssize_t w = ::send(sink(d).native_handle(), data, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+  if (w < 0) {
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+      sink_failed(d);  // the sink's peer is gone: reset the source side
+      return write_status::failed;
+    }
+    w = 0;
+  }
+  if (static_cast<std::size_t>(w) < n) {
+    // The sink is full: finish this chunk asynchronously; no further read until it is out.
+    asio::async_write(sink(d), asio::buffer(data + w, n - static_cast<std::size_t>(w)), std::move(done));
+    return write_status::pending;
+  }
+  return write_status::done;
+}
+
 void tcp_session::pump_copy(int d) {
   half& h = halves_[d];
-  auto& c = port_->stats->worker(worker_.index());
+  if (h.spliced) {
+    // The last buffer is out: bulk continues through a pipe.
+    release_buffer(d);
+    pump_splice(d);
+    return;
+  }
   const std::size_t size = worker_.buffers().size();
+  const bool plain = tls_source(d) == nullptr;
   for (int i = 0; i < max_reads_per_turn; ++i) {
     if (!h.buf) h.buf = worker_.buffers().acquire();
     error_code ec;
-    std::size_t n = read_now(d, h.buf, size, ec);
-    if (ec == asio::error::would_block || ec == asio::error::try_again) {
-      // Nothing more to read now: give the buffer back so an idle connection holds none, and
-      // wait for the next edge (Asio's reactor is edge-triggered; we only wait after EAGAIN).
+    const std::size_t room = size - h.filled;
+    const std::size_t got = read_now(d, h.buf + h.filled, room, ec);
+    const std::size_t n = h.filled + got;  // bytes to write now
+    h.filled = 0;
+    if (ec == asio::error::would_block || ec == asio::error::try_again || ec == asio::error::eof) {
+      if (n == 0) {
+        if (ec == asio::error::eof) {
+          end_direction(d);
+          return;
+        }
+        // Nothing more to read now: give the buffer back so an idle connection holds none, and
+        // wait for the next edge.
+        release_buffer(d);
+        wait_readable(d);
+        return;
+      }
+      h.drained = true;  // write what the small read brought, then wait (which sees the EOF again)
+    } else if (ec) {
+      // The source's peer reset (or failed): reset the other side so it learns the same.
+      source_failed(d);
+      return;
+    } else {
+      count(d, got);
+      if (plain && got < room)
+        h.drained = true;  // a short read from TCP took everything the socket had
+      else if (plain && splice_ && n == size)
+        h.spliced = true;  // a whole buffer at once: bulk; splice from the next read on
+    }
+    if (write_out(d, h.buf, n) != write_status::done) return;  // on_write continues
+    if (h.drained) {
+      h.drained = false;
       release_buffer(d);
       wait_readable(d);
       return;
     }
-    if (ec == asio::error::eof) {
-      end_direction(d);
-      return;
-    }
-    if (ec) {
-      // The source's peer reset (or failed): reset the other side so it learns the same.
-      source_failed(d);
-      return;
-    }
-    h.bytes += n;
-    bump(d == in ? c.bytes_client_to_upstream : c.bytes_upstream_to_client, n);
-    touch();
-    if (tls_stream* t = tls_sink(d)) {
-      // OpenSSL may have to wait for the socket while it writes a record: always asynchronous.
-      asio::async_write(*t, asio::buffer(h.buf, n),
-                        [self = shared_from_this(), d](const error_code& ec, std::size_t) { self->on_write(d, ec); });
-      return;
-    }
-    std::size_t written = sink(d).write_some(asio::buffer(h.buf, n), ec);
-    if (ec == asio::error::would_block || ec == asio::error::try_again) {
-      written = 0;
-    } else if (ec) {
-      // The sink's peer is gone: reset the source side.
-      sink_failed(d);
-      return;
-    }
-    if (written < n) {
-      // The sink is full: finish this chunk asynchronously; no further read until it is out.
-      asio::async_write(sink(d), asio::buffer(h.buf + written, n - written),
-                        [self = shared_from_this(), d](const error_code& ec, std::size_t) { self->on_write(d, ec); });
+    if (h.spliced) {
+      release_buffer(d);
+      pump_splice(d);
       return;
     }
   }
@@ -545,6 +623,13 @@ void tcp_session::on_write(int d, const error_code& ec) {
     return;
   }
   touch();
+  half& h = halves_[d];
+  if (h.drained) {
+    h.drained = false;
+    release_buffer(d);
+    wait_readable(d);
+    return;
+  }
   pump_copy(d);
 }
 

@@ -8,13 +8,18 @@
 //   client <==== client_ <--write-- buffer <--read--- upstream_ <==== endpoint
 //            direction out (upstream -> client)
 //
-// Each direction: wait until the source is readable, borrow a buffer, read, write all of it,
-// read again until the source would block, give the buffer back, wait again. One read in flight
-// per direction and a fixed buffer: a slow sink stalls its source (flow control), and memory is
-// bounded by 2 x buffer_size while data moves, zero while idle.
-// With splice (plain TCP, the default) the "buffer" is a borrowed pipe: bytes move socket ->
-// pipe -> socket inside the kernel, never copied to user space; the pipe's capacity bounds what
-// is in flight, and it goes back to the worker's pool when the source would block.
+// Each direction waits with a small read (Asio's async_read_some into the half's own 512-byte
+// `small` buffer): Asio first tries it at once and otherwise parks it until the next edge, with no
+// epoll_ctl per wait, and a request or a reply that fits arrives with the wait itself. A short
+// read took everything the socket had: write it and wait again. A full one: borrow a pool buffer,
+// read on behind those bytes until the source is drained, write, give the buffer back, wait again.
+// One read in flight per direction and a fixed buffer: a slow sink stalls its source (flow
+// control), and memory is bounded by 2 x buffer_size while data moves, 2 x 512 bytes while idle.
+// Bulk (a read that fills a whole pool buffer) switches that direction to splice (plain TCP,
+// --splice, the default; like HAProxy's splice-auto): the "buffer" becomes a borrowed pipe, bytes
+// move socket -> pipe -> socket inside the kernel, never copied to user space; the pipe's
+// capacity bounds what is in flight, and it goes back to the worker's pool when the source would
+// block. Small exchanges stay on recv/send, which cost less than splice's pipe round trip.
 //
 // Who shuts down what:
 //   EOF from a source  -> shutdown(SHUT_WR) on that direction's sink once its bytes are written;
@@ -110,12 +115,17 @@ class tcp_session : public std::enable_shared_from_this<tcp_session>, public ses
   enum class state : std::uint8_t { handshaking, connecting, relaying, closed };
 
   /// Per-direction relay state.
+  static constexpr std::size_t small_read_size = 512;
   struct half {
     char* buf = nullptr;      ///< borrowed buffer while bytes are in flight, else null
+    std::size_t filled = 0;   ///< bytes already in buf (from a full small read) ahead of the next read
     pipe_pair pipe;           ///< borrowed pipe while spliced bytes are in flight (splice mode)
     std::size_t in_pipe = 0;  ///< bytes spliced into the pipe and not yet out of it
     std::uint64_t bytes = 0;  ///< bytes relayed in this direction
     bool done = false;        ///< source hit EOF and the sink was shut down for writing
+    bool spliced = false;     ///< bulk seen: this direction relays with splice (plain TCP)
+    bool drained = false;     ///< the last read emptied the source: wait after this write
+    char small[small_read_size];  ///< the waiting read's buffer (plain TCP source)
     bool peeked = false;      ///< TLS source: `peek` holds the first byte of the next read
     char peek = 0;            ///< the byte wait_readable() read from a TLS source
   };
@@ -140,13 +150,20 @@ class tcp_session : public std::enable_shared_from_this<tcp_session>, public ses
   void start_upstream_handshake();
   void connected();
   void start_relay();
-  /// Tells Asio the sockets are non-blocking (the copy path's read_some/write_some).
+  /// Tells Asio the sockets are non-blocking (TLS: close_notify's synchronous write_some).
   void use_asio_io();
   std::size_t read_now(int d, char* buf, std::size_t size, boost::system::error_code& ec);
   void wait_readable(int d);
   /// A TLS source's read failed: close_notify (eof) ends the direction, anything else resets.
   void tls_read_failed(int d, const boost::system::error_code& ec);
   void do_wait(int d);
+  /// The waiting small read of a plain source completed.
+  void on_small_read(int d, const boost::system::error_code& ec, std::size_t n);
+  void count(int d, std::size_t n);
+  enum class write_status { done, pending, failed };
+  /// Writes n bytes to d's sink: at once where the socket takes them, else asynchronously
+  /// (on_write continues the direction).
+  write_status write_out(int d, const char* data, std::size_t n);
   void pump(int d);
   void pump_copy(int d);
   void pump_splice(int d);
@@ -186,7 +203,7 @@ class tcp_session : public std::enable_shared_from_this<tcp_session>, public ses
   unsigned attempts_ = 0;                      ///< connect attempts made
   state state_ = state::connecting;
   bool connect_timed_out_ = false;             ///< the timer ended the current connect attempt
-  bool splice_ = false;                        ///< relay with splice(2) (plain TCP, --splice)
+  bool splice_ = false;                        ///< bulk may relay with splice(2) (plain TCP, --splice)
   bool holds_handshake_slot_ = false;          ///< counted in shared_state::tls_handshakes
   bool holds_slot_ = true;                     ///< counted in connections_active and the global limit
 };
