@@ -134,7 +134,7 @@ void add_run_flags(CLI::App& cmd, run_flags& f) {
                  "Cap on UDP sessions; when full, a new client replaces a session idle for 1s, else its datagram "
                  "is dropped (default: from RLIMIT_NOFILE)");
   cmd.add_option("--splice", f.splice,
-                 "Relay plain TCP with splice(2), without copying bytes to user space (true|false)")
+                 "Relay bulk plain TCP (a direction that fills a whole buffer) with splice(2), without copying bytes to user space (true|false)")
       ->capture_default_str();
   cmd.add_option("--tls-handshake-timeout", f.tls_handshake_timeout,
                  "Close a TLS client that has not completed its handshake after this long")

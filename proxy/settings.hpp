@@ -43,10 +43,11 @@ struct settings {
   milliseconds udp_idle_timeout{std::chrono::seconds(60)};
   /// Idle time after which a session may be evicted for a new client when the table is full.
   milliseconds udp_evict_idle{std::chrono::seconds(1)};
-  /// Bytes buffered per direction while data is in flight; a connection holds no buffer while idle.
+  /// Bytes buffered per direction while a burst is in flight; an idle connection holds none (only
+  /// its two 512-byte wait buffers).
   std::size_t buffer_size = 32 * 1024;
-  /// Relay plain TCP with splice(2) through a pipe (no copy to user space). Off: read/write
-  /// through a user-space buffer.
+  /// Relay bulk plain TCP (a direction whose read fills a whole buffer) with splice(2) through a
+  /// pipe, no copy to user space. Off, and for small exchanges: recv/send through user space.
   bool splice = true;
   /// A TLS client must complete its handshake within this time, or it is closed.
   milliseconds tls_handshake_timeout{std::chrono::seconds(10)};
