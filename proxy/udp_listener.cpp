@@ -6,6 +6,7 @@
 
 #include "proxy/access_log.hpp"
 #include "proxy/endpoint_format.hpp"
+#include "proxy/socket_util.hpp"
 #include "proxy/udp_batch.hpp"
 #include "proxy/worker.hpp"
 
@@ -273,6 +274,9 @@ udp_listener::session_ptr udp_listener::create_session(const client_key& key, co
     return nullptr;
   }
   s->upstream.non_blocking(true, ec);
+  // The reply direction of a busy session deserves the nodePort socket's queue (failure is harmless).
+  const int rcvbuf = udp_receive_buffer;
+  ::setsockopt(s->upstream.native_handle(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
   s->last_activity = s->started = clock_type::now();
   sessions_.emplace(key, s);
   lru_.push_front(*s);
