@@ -10,6 +10,7 @@ then finds them all waiting. Counters are checked exactly (metrics endpoint).
 import os
 import signal
 import socket
+import threading
 import time
 
 import npp
@@ -64,10 +65,10 @@ class BatchCase(npp.ProxyTestCase):
         self.addCleanup(s.close)
         return s
 
-    def start(self, node_port, backends, extra=()):
+    def start(self, node_port, backends, extra=(), **kw):
         p = self.proxy_for([udp_svc("dns", node_port, [b.addr for b in backends])],
                            ["--workers", "1", "--metrics-bind-address", "127.0.0.1:%d" % self.mport]
-                           + list(extra))
+                           + list(extra), **kw)
         self.labels = dict(service="default/dns", protocol="UDP", node_port=str(node_port))
         return p
 
@@ -191,6 +192,48 @@ class OneClientBurst(BatchCase):
                       % (rss0, peak, proxy.rss_kib()))
         self.assertGreater(peak - rss0, 2 * 1024, "the burst did not make the batch memory resident "
                            "(%d -> %d KiB): the test measures nothing" % (rss0, peak))
+        proxy.assert_alive()
+
+
+class WildcardSource(BatchCase):
+
+    def test_batched_replies_leave_from_the_address_each_client_used(self):
+        """On a wildcard socket, replies carry IP_PKTINFO / IPV6_PKTINFO (the address the client
+        sent to). Each request draws a burst of equal-sized replies, queued while the proxy is
+        stopped, which go back in one batch (one GSO send with both control messages) and must
+        still come from that address."""
+        release, done = threading.Event(), threading.Event()
+
+        def burst(data, peer, backend):
+            release.wait(5)
+            for i in range(20):
+                backend.sock.sendto(data + b"#%d" % i, peer)
+            done.set()
+        backend = self.udp_backend(burst, "burst")
+        node_port = npp.free_port_tcp_udp()
+        proxy = self.start(node_port, [backend], loopback=False)
+        targets = [(V4, "127.0.0.1"), (V4, "127.0.0.2"), (V4, "127.0.0.3")]
+        if proxy.find(r"binding on \[::\] \(dual-stack\)"):
+            targets.append((npp.V6, "::1"))
+        total = 0
+        for family, host in targets:
+            s = npp.udp_socket(family)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * MiB)
+            self.addCleanup(s.close)
+            dest = (host, node_port)
+            for k in range(3):
+                release.clear()
+                done.clear()
+                s.sendto(b"to %s %d" % (host.encode(), k), dest)
+                backend.wait_count(total // 20 + 1)
+                with self.paused(proxy):
+                    release.set()
+                    self.assertTrue(done.wait(5), "the endpoint did not send its replies")
+                replies = self.read_replies(s, 20, dest)
+                self.assertEqual(replies, [b"to %s %d#%d" % (host.encode(), k, i) for i in range(20)])
+                total += 20
+        self.wait_counter("nodeport_proxy_udp_datagrams_total", total, direction="upstream_to_client")
+        self.assert_no_drops()
         proxy.assert_alive()
 
 
