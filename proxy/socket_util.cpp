@@ -15,9 +15,6 @@
 
 namespace npp::proxy {
 
-/// SO_RCVBUF asked for on UDP nodePort sockets.
-static constexpr int udp_receive_buffer = 4 << 20;
-
 std::string bind_address::str() const {
   if (ip.v6) return "[" + ip.str() + "]";
   return ip.str();

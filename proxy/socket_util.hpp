@@ -18,6 +18,12 @@ struct bind_address {
   std::string str() const;
 };
 
+/// SO_RCVBUF asked for on UDP nodePort sockets and on UDP sessions' upstream sockets: a burst
+/// arriving while the worker is busy waits in the kernel instead of being dropped (the default,
+/// ~208 KiB, holds three 64 KiB datagrams). The kernel caps it at net.core.rmem_max; it is a
+/// limit, not memory allocated up front.
+inline constexpr int udp_receive_buffer = 4 << 20;
+
 /// An owned file descriptor (closed on destruction).
 class unique_fd {
  public:

@@ -6,6 +6,8 @@
 
 #include "proxy/access_log.hpp"
 #include "proxy/endpoint_format.hpp"
+#include "proxy/socket_util.hpp"
+#include "proxy/udp_batch.hpp"
 #include "proxy/worker.hpp"
 
 namespace npp::proxy {
@@ -15,8 +17,9 @@ using boost::system::error_code;
 using udp = asio::ip::udp;
 using clock_type = std::chrono::steady_clock;
 
-/// Datagrams handled per readiness event before yielding to other sockets on the worker.
-static constexpr int max_datagrams_per_turn = 64;
+/// Failed receives (queued errors) tolerated per readiness event before yielding to other
+/// sockets on the worker; a turn otherwise handles one batch (udp_batch::capacity datagrams).
+static constexpr int max_receive_errors_per_turn = 8;
 /// How often idle sessions are looked for (at most; less often with a long idle timeout).
 static constexpr auto max_sweep_interval = std::chrono::seconds(1);
 
@@ -58,47 +61,35 @@ void udp_listener::do_wait() {
 }
 
 void udp_listener::on_readable() {
-  char* buf = worker_.datagram_buffer();
-  const std::size_t cap = worker_.datagram_buffer_size();
-  for (int i = 0; i < max_datagrams_per_turn; ++i) {
-    sockaddr_storage from{};
-    alignas(cmsghdr) char control[128];
-    iovec iov{buf, cap};
-    msghdr msg{};
-    msg.msg_name = &from;
-    msg.msg_namelen = sizeof from;
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    ssize_t n = ::recvmsg(socket_.native_handle(), &msg, MSG_DONTWAIT);
+  udp_batch& b = worker_.datagrams();
+  for (int attempt = 0; attempt < max_receive_errors_per_turn; ++attempt) {
+    const int n = b.receive(socket_.native_handle(), true);
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
         do_wait();
         return;
       }
-      if (errno == EINTR) continue;
-      // Errors queued on an unconnected socket (e.g. ICMP for a reply we sent) belong to no
-      // session; reading them clears them. Never let them stop the listener.
+      // EINTR, or an error queued on an unconnected socket (e.g. ICMP for a reply we sent):
+      // it belongs to no session, and reading it clears it. Never let it stop the listener.
       continue;
     }
-    if (msg.msg_flags & MSG_TRUNC) {
-      // Cannot happen with a 64 KiB buffer over IPv4/IPv6 without jumbograms; never forward a
-      // truncated datagram if it does.
-      bump(counters(*port_).udp_dropped_oversize);
-      continue;
-    }
-    on_datagram(from, msg.msg_namelen, msg, buf, static_cast<std::size_t>(n));
+    forward_batch(b, n);
     if (closed_) return;
+    if (n < udp_batch::capacity) {
+      // The queue was empty when the kernel looked: wait for readiness instead of paying a
+      // recvmmsg that would only say EAGAIN (every arrival after this point wakes epoll again).
+      do_wait();
+      return;
+    }
+    break;
   }
+  // A full batch: more may be queued. Let the worker's other sockets have a turn first.
   asio::post(worker_.context(), [self = shared_from_this()] {
     if (!self->closed_) self->on_readable();
   });
 }
 
-
-void udp_listener::on_datagram(const sockaddr_storage& from, socklen_t from_len, const msghdr& msg, const char* data,
-                               std::size_t n) {
+udp_listener::client_key udp_listener::key_of(const sockaddr_storage& from) {
   client_key key;
   key.family = from.ss_family;
   if (from.ss_family == AF_INET) {
@@ -110,29 +101,66 @@ void udp_listener::on_datagram(const sockaddr_storage& from, socklen_t from_len,
     key.port = sin6->sin6_port;
     std::memcpy(key.addr, &sin6->sin6_addr, 16);
   }
-  auto s = find_or_create(key, from, from_len, msg);
-  if (!s) return;
-  auto& c = counters(*s->port);
-  for (int attempt = 0; attempt < 2; ++attempt) {
-    ssize_t sent = ::send(s->upstream.native_handle(), data, n, MSG_DONTWAIT);
-    if (sent >= 0) {
-      bump(c.udp_datagrams_client_to_upstream);
-      bump(c.bytes_client_to_upstream, n);
-      s->bytes_in += n;
-      touch(*s);
-      return;
-    }
-    if (errno == ECONNREFUSED && attempt == 0) {
-      // An ICMP port-unreachable arrived for this session since its last datagram: the endpoint
-      // is gone. Start over with the next endpoint instead of dropping the client's datagram.
-      bump(c.udp_sessions_reset);
-      end_session(*s, "reset");
-      s = find_or_create(key, from, from_len, msg);
-      if (!s) return;
+  return key;
+}
+
+void udp_listener::forward_batch(udp_batch& b, int n) {
+  int first = 0;
+  while (first < n) {
+    if (b.truncated(first)) {
+      // Cannot happen with 64 KiB slots over IPv4/IPv6 without jumbograms; never forward a
+      // truncated datagram if it does.
+      bump(counters(*port_).udp_dropped_oversize);
+      ++first;
       continue;
     }
-    bump(c.udp_dropped_buffer_full);
-    return;
+    const client_key key = key_of(b.source(first));
+    int last = first + 1;
+    while (last < n && !b.truncated(last) && key_of(b.source(last)) == key) ++last;
+    forward_run(b, key, first, last);
+    first = last;
+  }
+}
+
+void udp_listener::forward_run(udp_batch& b, const client_key& key, int first, int last) {
+  session_ptr s;
+  int refused_at = -1;  // the datagram that already cost its session a reset (retried once)
+  while (first < last) {
+    const msghdr& h = b.header(first);
+    const auto& from = b.source(first);
+    if (!s) {
+      // Admission is per datagram, as if each came alone: a refused one is counted by its
+      // reason and the next one asks again.
+      s = find_or_create(key, from, h.msg_namelen, h);
+      if (!s) {
+        ++first;
+        continue;
+      }
+    }
+    const int sent = b.send(s->upstream.native_handle(), first, last, nullptr, 0, nullptr, 0, s->gso_upstream);
+    if (sent > 0) {
+      const std::size_t bytes = b.bytes(first, first + sent);
+      auto& c = counters(*s->port);
+      bump(c.udp_datagrams_client_to_upstream, static_cast<std::uint64_t>(sent));
+      bump(c.bytes_client_to_upstream, bytes);
+      s->bytes_in += bytes;
+      touch(*s);
+      first += sent;
+      continue;
+    }
+    if (errno == EINTR) continue;
+    if (errno == ECONNREFUSED && refused_at != first) {
+      // An ICMP port-unreachable arrived for this session since its last datagram: the endpoint
+      // is gone. Start over with the next endpoint instead of dropping the client's datagram.
+      refused_at = first;
+      bump(counters(*s->port).udp_sessions_reset);
+      end_session(*s, "reset");
+      s.reset();
+      continue;
+    }
+    // Send buffer full, or a datagram this endpoint cannot take (EMSGSIZE): drop this one only.
+    bump(counters(*s->port).udp_dropped_buffer_full);
+    ++first;
   }
 }
 
@@ -246,6 +274,9 @@ udp_listener::session_ptr udp_listener::create_session(const client_key& key, co
     return nullptr;
   }
   s->upstream.non_blocking(true, ec);
+  // The reply direction of a busy session deserves the nodePort socket's queue (failure is harmless).
+  const int rcvbuf = udp_receive_buffer;
+  ::setsockopt(s->upstream.native_handle(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
   s->last_activity = s->started = clock_type::now();
   sessions_.emplace(key, s);
   lru_.push_front(*s);
@@ -265,53 +296,58 @@ void udp_listener::wait_upstream(const session_ptr& s) {
 }
 
 void udp_listener::on_upstream_readable(const session_ptr& s) {
-  char* buf = worker_.datagram_buffer();
-  const std::size_t cap = worker_.datagram_buffer_size();
-  for (int i = 0; i < max_datagrams_per_turn; ++i) {
-    ssize_t n = ::recv(s->upstream.native_handle(), buf, cap, MSG_DONTWAIT | MSG_TRUNC);
-    if (n < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        wait_upstream(s);
-        return;
-      }
-      if (errno == EINTR) continue;
-      // ECONNREFUSED: ICMP port unreachable from the endpoint. This session is dead; the
-      // listener is not affected, and the client's next datagram picks a live endpoint.
-      bump(counters(*s->port).udp_sessions_reset);
-      end_session(*s, "reset");
+  udp_batch& b = worker_.datagrams();
+  int n = -1;
+  while (n < 0) {
+    n = b.receive(s->upstream.native_handle(), false);
+    if (n >= 0) break;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      wait_upstream(s);
       return;
     }
-    if (static_cast<std::size_t>(n) > cap) {
+    if (errno == EINTR) continue;
+    // ECONNREFUSED: ICMP port unreachable from the endpoint. This session is dead; the
+    // listener is not affected, and the client's next datagram picks a live endpoint.
+    bump(counters(*s->port).udp_sessions_reset);
+    end_session(*s, "reset");
+    return;
+  }
+  int first = 0;
+  while (first < n) {
+    if (b.truncated(first)) {
       bump(counters(*s->port).udp_dropped_oversize);
+      ++first;
       continue;
     }
-    send_to_client(*s, buf, static_cast<std::size_t>(n));
-    if (s->closed) return;
+    int last = first + 1;
+    while (last < n && !b.truncated(last)) ++last;
+    send_to_client(*s, b, first, last);
+    first = last;
+  }
+  if (n < udp_batch::capacity) {
+    // Drained (or an error is pending after the datagrams: the next wait reports it).
+    wait_upstream(s);
+    return;
   }
   asio::post(worker_.context(), [self = shared_from_this(), s] {
     if (!s->closed) self->on_upstream_readable(s);
   });
 }
 
-void udp_listener::send_to_client(session& s, const char* data, std::size_t n) {
-  iovec iov{const_cast<char*>(data), n};
-  msghdr msg{};
-  msg.msg_name = &s.client;
-  msg.msg_namelen = s.client_len;
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
+void udp_listener::send_to_client(session& s, udp_batch& b, int first, int last) {
+  // The same source address for every datagram of the run: one control buffer for all of them.
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(in6_pktinfo))] = {};
+  std::size_t control_len = 0;
   if (s.local_kind != 0) {
-    msg.msg_control = control;
     cmsghdr* cm = reinterpret_cast<cmsghdr*>(control);
     if (s.local_kind == 6) {
-      msg.msg_controllen = CMSG_SPACE(sizeof(in6_pktinfo));
+      control_len = CMSG_SPACE(sizeof(in6_pktinfo));
       cm->cmsg_level = IPPROTO_IPV6;
       cm->cmsg_type = IPV6_PKTINFO;
       cm->cmsg_len = CMSG_LEN(sizeof(in6_pktinfo));
       std::memcpy(CMSG_DATA(cm), &s.local6, sizeof s.local6);
     } else {
-      msg.msg_controllen = CMSG_SPACE(sizeof(in_pktinfo));
+      control_len = CMSG_SPACE(sizeof(in_pktinfo));
       cm->cmsg_level = IPPROTO_IP;
       cm->cmsg_type = IP_PKTINFO;
       cm->cmsg_len = CMSG_LEN(sizeof(in_pktinfo));
@@ -319,14 +355,25 @@ void udp_listener::send_to_client(session& s, const char* data, std::size_t n) {
     }
   }
   auto& c = counters(*s.port);
-  if (::sendmsg(socket_.native_handle(), &msg, MSG_DONTWAIT) < 0) {
+  bool sent_any = false;
+  while (first < last) {
+    const int sent = b.send(socket_.native_handle(), first, last, reinterpret_cast<const sockaddr*>(&s.client),
+                            s.client_len, control_len ? control : nullptr, control_len, s.gso_client);
+    if (sent > 0) {
+      const std::size_t bytes = b.bytes(first, first + sent);
+      bump(c.udp_datagrams_upstream_to_client, static_cast<std::uint64_t>(sent));
+      bump(c.bytes_upstream_to_client, bytes);
+      s.bytes_out += bytes;
+      sent_any = true;
+      first += sent;
+      continue;
+    }
+    if (errno == EINTR) continue;
+    // Send buffer full, or too big for the client's family (EMSGSIZE): drop this one only.
     bump(c.udp_dropped_buffer_full);
-    return;
+    ++first;
   }
-  bump(c.udp_datagrams_upstream_to_client);
-  bump(c.bytes_upstream_to_client, n);
-  s.bytes_out += n;
-  touch(s);
+  if (sent_any) touch(s);
 }
 
 void udp_listener::touch(session& s) {
@@ -388,6 +435,9 @@ void udp_listener::sweep() {
     bump(counters(*s.port).udp_sessions_expired);
     end_session(s, "idle_timeout");
   }
+  // Large datagrams leave up to 4 MiB of batch memory resident; give it back once they stop
+  // (and at once when this socket has no session left, as no sweep follows then).
+  worker_.datagrams().trim(lru_.empty());
   if (!lru_.empty()) arm_sweep();
 }
 

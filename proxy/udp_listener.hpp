@@ -2,8 +2,12 @@
 // One worker's SO_REUSEPORT UDP socket for one (address, nodePort), and the sessions of the
 // clients the kernel hashes to it.
 //
-//   client --datagram--> socket_ (nodePort) --send--> session.upstream (connected) --> endpoint
-//   client <--sendmsg--- socket_ (nodePort) <--recv--- session.upstream (connected) <-- endpoint
+//   client --datagrams--> socket_ (nodePort) --sendmmsg--> session.upstream (connected) --> endpoint
+//   client <--sendmmsg--- socket_ (nodePort) <--recvmmsg-- session.upstream (connected) <-- endpoint
+//
+// Both directions move datagrams in batches (udp_batch): one recvmmsg takes up to 64 datagrams,
+// and each run of consecutive datagrams of one session leaves in one sendmmsg. Everything else
+// stays per datagram: admission, counters, the ECONNREFUSED reset and re-pick, drops by reason.
 //
 // A session per client address: the first datagram picks an endpoint (round-robin) and opens a
 // connected upstream socket, so the kernel accepts replies only from that endpoint (anything else
@@ -30,6 +34,7 @@
 namespace npp::proxy {
 
 class worker;
+class udp_batch;
 
 class udp_listener : public listener, public std::enable_shared_from_this<udp_listener> {
  public:
@@ -54,6 +59,8 @@ class udp_listener : public listener, public std::enable_shared_from_this<udp_li
   struct client_key_hash {
     std::size_t operator()(const client_key& k) const;
   };
+  /// The key of a datagram's source address (as recvmsg gives it).
+  static client_key key_of(const sockaddr_storage& from);
 
   struct session : boost::intrusive::list_base_hook<> {
     explicit session(boost::asio::io_context& ctx) : upstream(ctx) {}
@@ -70,13 +77,18 @@ class udp_listener : public listener, public std::enable_shared_from_this<udp_li
     std::chrono::steady_clock::time_point started;  ///< first datagram (access log duration)
     std::uint64_t bytes_in = 0;                 ///< client -> endpoint, this session (access log)
     std::uint64_t bytes_out = 0;                ///< endpoint -> client
+    bool gso_upstream = true;                   ///< GSO works towards the endpoint (udp_batch::send)
+    bool gso_client = true;                     ///< GSO works towards the client
     bool closed = false;
   };
   using session_ptr = std::shared_ptr<session>;
 
   void do_wait();
   void on_readable();
-  void on_datagram(const sockaddr_storage& from, socklen_t from_len, const msghdr& msg, const char* data, std::size_t n);
+  /// Forwards received datagrams [0, n) of `b`: runs of consecutive datagrams from one client.
+  void forward_batch(udp_batch& b, int n);
+  /// Forwards datagrams [first, last) of `b`, all from client `key`, to its session's endpoint.
+  void forward_run(udp_batch& b, const client_key& key, int first, int last);
   session_ptr find_or_create(const client_key& key, const sockaddr_storage& from, socklen_t from_len, const msghdr& msg);
   session_ptr create_session(const client_key& key, const sockaddr_storage& from, socklen_t from_len, const msghdr& msg);
   bool make_room();
@@ -84,7 +96,8 @@ class udp_listener : public listener, public std::enable_shared_from_this<udp_li
   bool allowed(const config::ip_address& source) const;
   void wait_upstream(const session_ptr& s);
   void on_upstream_readable(const session_ptr& s);
-  void send_to_client(session& s, const char* data, std::size_t n);
+  /// Sends datagrams [first, last) of `b` (received from s's endpoint) to s's client.
+  void send_to_client(session& s, udp_batch& b, int first, int last);
   /// Closes the session; `reason` goes to the access log (idle_timeout, evicted, reset, moved,
   /// allowlist, shutdown).
   void end_session(session& s, std::string_view reason);

@@ -7,6 +7,7 @@
 
 #include "proxy/health_check_listener.hpp"
 #include "proxy/tcp_listener.hpp"
+#include "proxy/udp_batch.hpp"
 #include "proxy/udp_listener.hpp"
 
 namespace npp::proxy {
@@ -27,6 +28,11 @@ worker::worker(unsigned index, const settings& cfg, shared_state& shared)
 
 worker::~worker() {
   if (thread_.joinable()) thread_.join();
+}
+
+udp_batch& worker::datagrams() {
+  if (!datagrams_) datagrams_ = std::make_unique<udp_batch>();
+  return *datagrams_;
 }
 
 void worker::start() {

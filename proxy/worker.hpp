@@ -22,6 +22,7 @@ namespace npp::proxy {
 
 class listener;
 class access_log;
+class udp_batch;
 
 /// State shared by all workers (atomics only).
 struct shared_state {
@@ -73,10 +74,9 @@ class worker {
   void session_ended();
   std::size_t sessions() const { return live_sessions_; }
 
-  /// One receive buffer for every UDP socket of this worker (a datagram is sent on before the
-  /// next is read, so one is enough): large enough for any UDP datagram.
-  char* datagram_buffer() { return datagram_buffer_.get(); }
-  std::size_t datagram_buffer_size() const { return datagram_buffer_bytes; }
+  /// The datagram batch every UDP socket of this worker receives into (a batch is forwarded
+  /// before the next is read, so one is enough); made on first use, so TCP-only workers pay nothing.
+  udp_batch& datagrams();
   std::size_t udp_sessions() const { return udp_sessions_; }
   /// This worker's share of --udp-max-sessions.
   std::size_t udp_session_cap() const { return udp_cap_; }
@@ -84,8 +84,6 @@ class worker {
   void udp_session_closed() { --udp_sessions_; }
 
  private:
-  static constexpr std::size_t datagram_buffer_bytes = 65536;  ///< > 65507, the largest IPv4 UDP payload
-
   void apply(std::vector<listener_assignment> want);
   void drain(std::chrono::steady_clock::time_point deadline);
   void maybe_finish_drain();
@@ -104,7 +102,7 @@ class worker {
   std::size_t live_sessions_ = 0;  ///< size of live_
   boost::asio::steady_timer drain_timer_{ctx_};  ///< shutdown grace deadline
   bool draining_ = false;
-  std::unique_ptr<char[]> datagram_buffer_{new char[datagram_buffer_bytes]};
+  std::unique_ptr<udp_batch> datagrams_;  ///< see datagrams()
   std::size_t udp_sessions_ = 0;   ///< UDP sessions on this worker
   std::size_t udp_cap_ = 1;        ///< share of the UDP session cap
   std::thread thread_;
