@@ -2,6 +2,8 @@
 # TLS termination benchmark: nodeport-proxy against HAProxy (2.6, `bind ssl`, nbthread 2), same
 # ECDSA P-256 certificate, same loopback backend, in the same run.
 #   handshakes/s: `openssl s_time -new` (full handshakes, no resumption), C parallel clients
+#   cpu_us/hs:    CPU time (user + system) of the proxy process per handshake during that run:
+#                 less sensitive than handshakes/s to other load on the machine
 #   bulk:         MiB/s through one TLS connection (python ssl client -> proxy -> sink backend)
 # usage: bench/tls.sh [SECONDS per handshake run (10)] [CLIENTS (2)]
 # The proxy gets 2 workers, as HAProxy gets 2 threads. Needs openssl, haproxy, python3.
@@ -41,7 +43,7 @@ cat > svc.json <<JSON
 JSON
 "$bin" run --endpoints-file svc.json --service-node-port-range 1024-65535 --nodeport-addresses 127.0.0.1/32 \
   --workers 2 --log-level warn --healthz-bind-address '' --metrics-bind-address '' --tls-max-handshakes 4096 &
-pids+=($!)
+pids+=($!) npp_pid=$!
 cat > haproxy.cfg <<CFG
 global
   nbthread 2
@@ -61,24 +63,27 @@ backend b
   server s1 127.0.0.1:$backend
 CFG
 haproxy -f haproxy.cfg -db >haproxy.log 2>&1 &
-pids+=($!)
+pids+=($!) hap_pid=$!
 for p in $npp_port $hap_port; do
   for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.05; done
 done
 
-handshakes() {  # port -> total connections/s over $clients parallel s_time runs
-  local runs=() total=0
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # utime + stime of a process
+handshakes() {  # port pid -> "connections/s CPU-microseconds-per-handshake" over $clients parallel s_time runs
+  local runs=() total=0 count=0 cpu0
+  cpu0=$(cpu_ticks "$2")
   for i in $(seq "$clients"); do
     openssl s_time -connect 127.0.0.1:$1 -new -time "$secs" 2>/dev/null >"s_time.$1.$i" &
     runs+=($!)
   done
   wait "${runs[@]}" 2>/dev/null || true
+  local cpu=$(( $(cpu_ticks "$2") - cpu0 ))
   for f in s_time.$1.*; do
     n=$(awk '/connections in .* real seconds/ {print $1; exit}' "$f"); t=$(awk '/connections in .* real seconds/ {print $4; exit}' "$f")
-    [[ -n $n && -n $t ]] && total=$(python3 -c "print($total + $n / $t)")
+    [[ -n $n && -n $t ]] && total=$(python3 -c "print($total + $n / $t)") && count=$((count + n))
   done
   rm -f s_time.$1.*
-  printf '%.0f' "$total"
+  python3 -c "print('%.0f %.0f' % ($total, $cpu * 1e6 / $(getconf CLK_TCK) / max($count, 1)))"
 }
 
 bulk() {  # port -> MiB/s through one TLS connection (TLS 1.3, AES-128-GCM), 3 s
@@ -95,9 +100,9 @@ PY
 }
 
 echo "TLS benchmark: ECDSA P-256, $clients x openssl s_time -new -time $secs, loopback, 2 workers/threads"
-printf '%-16s %14s %12s\n' proxy handshakes/s bulk_MiB/s
+printf '%-16s %14s %10s %12s\n' proxy handshakes/s cpu_us/hs bulk_MiB/s
 for name in nodeport-proxy haproxy; do
-  p=$npp_port; [[ $name == haproxy ]] && p=$hap_port
-  h=$(handshakes "$p"); b=$(bulk "$p")
-  printf '%-16s %14s %12s\n' "$name" "$h" "$b"
+  p=$npp_port pid=$npp_pid; [[ $name == haproxy ]] && p=$hap_port pid=$hap_pid
+  read -r h c < <(handshakes "$p" "$pid"); b=$(bulk "$p")
+  printf '%-16s %14s %10s %12s\n' "$name" "$h" "$c" "$b"
 done
