@@ -166,6 +166,11 @@ class OneClientBurst(BatchCase):
     def test_large_datagrams_do_not_keep_the_batch_memory(self):
         """A burst of 65,507-byte datagrams makes batch slots resident (up to 4 MiB); once they
         stop, the proxy gives that memory back (within two idle sweeps, about 2 s)."""
+        if os.environ.get("NPP_SANITIZER") == "tsan":
+            # TSan keeps the shadow of pages given back with MADV_DONTNEED resident (measured in
+            # CI: 25 MiB -> 44 MiB -> 40 MiB), so RSS cannot show the release there; the plain
+            # and ASan builds run this check.
+            self.skipTest("RSS is not a measure of released memory under ThreadSanitizer")
         backend = self.udp_backend(lambda data, peer, b: None, "sink")
         node_port = npp.free_port_tcp_udp()
         proxy = self.start(node_port, [backend])
