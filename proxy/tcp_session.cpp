@@ -518,7 +518,12 @@ void tcp_session::on_small_read(int d, const error_code& ec, std::size_t n) {
   // the next wait's read at once, so data or a FIN that came meanwhile is not missed.)
   h.drained = true;
   if (write_out(d, h.small, n) != write_status::done) return;
-  h.drained = false;
+  wait_again(d);
+}
+
+void tcp_session::wait_again(int d) {
+  halves_[d].drained = false;
+  release_buffer(d);  // an idle direction holds no pool buffer
   wait_readable(d);
 }
 
@@ -595,9 +600,7 @@ void tcp_session::pump_copy(int d) {
     }
     if (write_out(d, h.buf, n) != write_status::done) return;  // on_write continues
     if (h.drained) {
-      h.drained = false;
-      release_buffer(d);
-      wait_readable(d);
+      wait_again(d);
       return;
     }
     if (h.spliced) {
@@ -623,11 +626,8 @@ void tcp_session::on_write(int d, const error_code& ec) {
     return;
   }
   touch();
-  half& h = halves_[d];
-  if (h.drained) {
-    h.drained = false;
-    release_buffer(d);
-    wait_readable(d);
+  if (halves_[d].drained) {
+    wait_again(d);
     return;
   }
   pump_copy(d);

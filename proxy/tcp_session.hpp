@@ -160,6 +160,8 @@ class tcp_session : public std::enable_shared_from_this<tcp_session>, public ses
   /// The waiting small read of a plain source completed.
   void on_small_read(int d, const boost::system::error_code& ec, std::size_t n);
   void count(int d, std::size_t n);
+  /// The source was drained and its bytes are out: give the buffer back and wait again.
+  void wait_again(int d);
   enum class write_status { done, pending, failed };
   /// Writes n bytes to d's sink: at once where the socket takes them, else asynchronously
   /// (on_write continues the direction).
