@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "proxy/access_log.hpp"
+#include "proxy/adopt_socket.hpp"
 #include "proxy/endpoint_format.hpp"
 #include "proxy/worker.hpp"
 
@@ -162,7 +163,7 @@ void tcp_listener::admit(int fd, const tcp::endpoint& peer) {
   }
   tcp::socket sock(worker_.context());
   error_code ec;
-  sock.assign(peer.protocol(), fd, ec);  // registers with the reactor
+  adopt_socket(sock, peer.protocol(), fd, ec);  // registers with the reactor
   if (ec) {
     ::close(fd);
     shared.active_connections.fetch_sub(1, std::memory_order_relaxed);

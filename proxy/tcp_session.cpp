@@ -17,6 +17,7 @@
 #include <boost/asio/write.hpp>
 
 #include "proxy/access_log.hpp"
+#include "proxy/adopt_socket.hpp"
 #include "proxy/endpoint_format.hpp"
 #include "proxy/proxy_protocol.hpp"
 #include "proxy/tls_context.hpp"
@@ -196,7 +197,7 @@ void tcp_session::try_connect() {
   const int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   error_code ec;
-  upstream_.assign(target.protocol(), fd, ec);
+  adopt_socket(upstream_, target.protocol(), fd, ec);
   if (ec) {
     ::close(fd);
     on_connect(ec);
