@@ -105,6 +105,9 @@ static unique_fd make_socket(const bind_address& addr, int port, config::protoco
     // Accepted sockets inherit TCP_NODELAY from the listener: one setsockopt per port instead of
     // one per connection. The relay forwards what it reads at once; Nagle would only add delay.
     ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    // TCP_INQ, inherited the same way: each read reports what is left, so the relay knows a
+    // short read emptied the socket without a recv() that returns EAGAIN (drain_read).
+    ::setsockopt(fd.get(), IPPROTO_TCP, TCP_INQ, &one, sizeof one);
     if (::listen(fd.get(), listen_backlog) != 0) return fail("listen");
   }
   return fd;

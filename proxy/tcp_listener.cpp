@@ -9,7 +9,7 @@
 #include <cstring>
 
 #include "proxy/access_log.hpp"
-#include "proxy/adopt_socket.hpp"
+#include "proxy/asio_tuning.hpp"
 #include "proxy/endpoint_format.hpp"
 #include "proxy/worker.hpp"
 

@@ -17,7 +17,7 @@
 #include <boost/asio/write.hpp>
 
 #include "proxy/access_log.hpp"
-#include "proxy/adopt_socket.hpp"
+#include "proxy/asio_tuning.hpp"
 #include "proxy/endpoint_format.hpp"
 #include "proxy/proxy_protocol.hpp"
 #include "proxy/tls_context.hpp"
@@ -461,9 +461,7 @@ void tcp_session::wait_readable(int d) {
       do_wait(d);  // bulk: readiness, then splice
       return;
     }
-    source(d).async_read_some(asio::buffer(h.small), [self = shared_from_this(), d](const error_code& ec, std::size_t n) {
-      self->on_small_read(d, ec, n);
-    });
+    h.reader.start(worker_.context(), source(d), h.small, sizeof h.small, shared_from_this(), &small_read_done, this, d);
     return;
   }
   t->async_read_some(asio::buffer(&halves_[d].peek, 1), [self = shared_from_this(), d](const error_code& ec, std::size_t n) {
@@ -494,6 +492,10 @@ void tcp_session::tls_read_failed(int d, const error_code& ec) {
   source_failed(d);
 }
 
+void tcp_session::small_read_done(void* self, int d, const error_code& ec, std::size_t n) {
+  static_cast<tcp_session*>(self)->on_small_read(d, ec, n);
+}
+
 void tcp_session::on_small_read(int d, const error_code& ec, std::size_t n) {
   if (state_ == state::closed) return;
   if (ec == asio::error::eof) {
@@ -506,6 +508,13 @@ void tcp_session::on_small_read(int d, const error_code& ec, std::size_t n) {
   }
   half& h = halves_[d];
   count(d, n);
+  if (d == out && h.small_reads < 2 && ++h.small_reads == 2) {
+    // The endpoint's socket carries a conversation, not one exchange: give it TCP_INQ (the
+    // client's has it from the listener), so waiting for each further message costs no EAGAIN
+    // read (see drain_read). A connection per request never pays this setsockopt.
+    const int one = 1;
+    ::setsockopt(upstream_.native_handle(), IPPROTO_TCP, TCP_INQ, &one, sizeof one);
+  }
   if (n == sizeof h.small) {
     // Filled: more is probably waiting. Read on in a pool buffer behind these bytes, so that
     // they all leave in one write.
@@ -515,8 +524,8 @@ void tcp_session::on_small_read(int d, const error_code& ec, std::size_t n) {
     pump_copy(d);
     return;
   }
-  // A short read from TCP took everything the socket had: write it and wait again. (Asio tries
-  // the next wait's read at once, so data or a FIN that came meanwhile is not missed.)
+  // A short read from TCP took everything the socket had: write it and wait again (drain_read
+  // queues that read for the next edge instead of trying it at once).
   h.drained = true;
   if (write_out(d, h.small, n) != write_status::done) return;
   wait_again(d);

@@ -57,6 +57,7 @@
 #include <memory>
 #include <string>
 
+#include "proxy/asio_tuning.hpp"
 #include "proxy/pipe_pool.hpp"
 #include "proxy/port_runtime.hpp"
 
@@ -126,6 +127,8 @@ class tcp_session : public std::enable_shared_from_this<tcp_session>, public ses
     bool spliced = false;     ///< bulk seen: this direction relays with splice (plain TCP)
     bool drained = false;     ///< the last read emptied the source: wait after this write
     char small[small_read_size];  ///< the waiting read's buffer (plain TCP source)
+    drain_read reader;        ///< the waiting read (plain TCP source)
+    std::uint8_t small_reads = 0;  ///< small reads with data, counted up to 2 (TCP_INQ on the endpoint)
     bool peeked = false;      ///< TLS source: `peek` holds the first byte of the next read
     char peek = 0;            ///< the byte wait_readable() read from a TLS source
   };
@@ -159,6 +162,7 @@ class tcp_session : public std::enable_shared_from_this<tcp_session>, public ses
   void do_wait(int d);
   /// The waiting small read of a plain source completed.
   void on_small_read(int d, const boost::system::error_code& ec, std::size_t n);
+  static void small_read_done(void* self, int d, const boost::system::error_code& ec, std::size_t n);
   void count(int d, std::size_t n);
   /// The source was drained and its bytes are out: give the buffer back and wait again.
   void wait_again(int d);

@@ -206,6 +206,45 @@ class HalfClose(npp.ProxyTestCase):
         proxy.wait_closed(10, timeout=HALF_CLOSED_TIMEOUT + 3, start=start)
         self.assert_no_lingering_sockets(proxy, baseline)
 
+    # ---- a FIN right behind small messages: the relay's read takes the data and the FIN
+    # together, so the FIN's epoll edge is spent; the proxy must still see the end (TCP_INQ).
+    def test_fin_right_after_small_messages_is_not_lost(self):
+        exchanges = 4  # > 2: the endpoint's socket gets TCP_INQ from the second reply on
+
+        def pod(conn, backend):
+            f = conn.makefile("rb")
+            for i in range(exchanges):
+                line = f.readline()
+                if not line:
+                    return
+                if i == exchanges - 1:
+                    conn.sendall(b"bye " + line)  # last reply and FIN back to back
+                    conn.shutdown(socket.SHUT_WR)
+                else:
+                    conn.sendall(b"ok " + line)
+            rest = f.read()  # the client's FIN, passed on by the proxy
+            backend.record(end="eof", rest=len(rest))
+
+        b, node_port, proxy = self.one_port(pod)
+        rounds = 40
+        for r in range(rounds):
+            s = self.client(node_port)
+            for i in range(exchanges - 1):
+                msg = b"m%d-%d\n" % (r, i)
+                s.sendall(msg)
+                self.assertEqual(npp.recv_exact(s, len(msg) + 3, timeout=3), b"ok " + msg)
+            last = b"m%d-last\n" % r
+            s.sendall(last)
+            # The reply and then EOF within the bound; a lost FIN leaves recv_all waiting.
+            self.assertEqual(npp.recv_all(s, timeout=3), b"bye " + last, "round %d" % r)
+            # The other way: a last message and the client's FIN back to back.
+            s.sendall(b"tail")
+            s.shutdown(socket.SHUT_WR)
+            s.close()
+        results = b.wait_results(rounds, timeout=10)
+        self.assertEqual([r["end"] for r in results], ["eof"] * rounds)
+        self.assertEqual([r["rest"] for r in results], [4] * rounds)
+
 
 if __name__ == "__main__":
     npp.main()

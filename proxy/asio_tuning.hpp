@@ -1,0 +1,205 @@
+// Two places where the proxy tells Asio's epoll reactor what it cannot know, to save system calls
+// on the per-connection path. Included only by .cpp files and tcp_session.hpp (which use Asio).
+//
+// Both reach into Asio's implementation (protected members, detail::reactor_op), which this
+// project pins: Boost 1.81 from Debian 12 with the epoll reactor. Any other combination (another
+// Boost, the opt-in io_uring build) compiles the plain Asio calls instead, which behave the same
+// and only cost the system calls.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/version.hpp>
+#include <cstddef>
+#include <memory>
+
+#if BOOST_VERSION == 108100 && defined(BOOST_ASIO_HAS_EPOLL) && !defined(BOOST_ASIO_HAS_IO_URING_AS_DEFAULT)
+#define NPP_ASIO_TUNED 1
+#include <boost/asio/detail/reactor.hpp>
+#include <boost/asio/detail/reactor_op.hpp>
+#include <cerrno>
+#include <cstring>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#else
+#define NPP_ASIO_TUNED 0
+#endif
+
+namespace npp::proxy {
+
+namespace detail {
+#if NPP_ASIO_TUNED
+/// Asio's per-socket record (descriptor, state bits, reactor registration). basic_socket keeps it
+/// in a protected member, reached here through a pointer to member named via a derived class,
+/// which C++ allows.
+inline auto& socket_impl(boost::asio::ip::tcp::socket& s) {
+  struct access : boost::asio::ip::tcp::socket {
+    static auto& impl(boost::asio::ip::tcp::socket& sock) {
+      return (sock.*(&access::impl_)).get_implementation();
+    }
+  };
+  return access::impl(s);
+}
+#endif
+}  // namespace detail
+
+/// Assigns fd to s, as `s.assign(protocol, fd, ec)` does, and then tells Asio two facts about
+/// it that Asio cannot know about a descriptor it did not create:
+/// - fd is already O_NONBLOCK (accept4/socket with SOCK_NONBLOCK). Otherwise Asio issues
+///   ioctl(FIONBIO) before the first asynchronous operation.
+/// - fd has no duplicate (no dup(), no fork while it is open). Otherwise Asio assumes one may
+///   exist and issues EPOLL_CTL_DEL before close(); without a duplicate, close() itself removes
+///   the descriptor from epoll.
+/// On the connection-per-request path that is 4 of about 24 system calls per proxied connection.
+inline void adopt_socket(boost::asio::ip::tcp::socket& s, const boost::asio::ip::tcp& protocol, int fd,
+                         boost::system::error_code& ec) {
+  s.assign(protocol, fd, ec);
+#if NPP_ASIO_TUNED
+  if (ec) return;
+  namespace ops = boost::asio::detail::socket_ops;
+  auto& state = detail::socket_impl(s).state_;
+  state = static_cast<ops::state_type>((state | ops::internal_non_blocking) & ~ops::possible_dup);
+#endif
+}
+
+/// One receive on a TCP socket that is O_NONBLOCK (see adopt_socket), as `async_read_some` does,
+/// except that the reactor learns when the read emptied the socket.
+///
+/// Why: Asio tries every read at once ("speculatively") unless the previous read on the socket
+/// found it exhausted, and for a TCP receive it counts only end-of-file as exhausted. So after a
+/// request of 60 bytes, waiting for the next one costs a recv() that returns EAGAIN: on the
+/// keep-alive path 2 of 6 system calls per request.
+///
+/// A short read alone does not prove the socket empty: a FIN that came with or right behind the
+/// data is consumed by the same recv(), its epoll edge is spent, and only the next recv() returns
+/// 0. TCP_INQ (Linux 4.18) answers exactly this: with it set on the socket, every read carries the
+/// bytes left in a control message, and a pending FIN counts as 1. So a read that leaves 0 marks
+/// the socket exhausted: the reactor queues the next read without trying it, and the next edge
+/// from epoll (data or FIN after that instant) performs it. The reactor records "exhausted" under
+/// its descriptor lock at the time of the read, so no edge can fall in between. Without TCP_INQ
+/// on the socket there is no control message and every read behaves as Asio's.
+///
+/// One object serves one socket direction and is reused: at most one receive is outstanding.
+class drain_read
+#if NPP_ASIO_TUNED
+    : private boost::asio::detail::reactor_op
+#endif
+{
+ public:
+  using callback = void (*)(void* target, int tag, const boost::system::error_code& ec, std::size_t n);
+
+#if NPP_ASIO_TUNED
+  drain_read() : reactor_op(boost::system::error_code(), &perform, &complete) {}
+#else
+  drain_read() = default;
+#endif
+  drain_read(const drain_read&) = delete;
+  drain_read& operator=(const drain_read&) = delete;
+
+  /// Receives up to size bytes into buf from s (owned by ctx); then calls cb(target, tag, ec, n)
+  /// on ctx, with asio::error::eof at end of stream and operation_aborted if s is closed first.
+  /// keep is held until then (the owner's lifetime).
+  void start(boost::asio::io_context& ctx, boost::asio::ip::tcp::socket& s, char* buf, std::size_t size,
+             std::shared_ptr<void> keep, callback cb, void* target, int tag) {
+#if NPP_ASIO_TUNED
+    fd_ = s.native_handle();
+    buf_ = buf;
+    size_ = size;
+    keep_ = std::move(keep);
+    cb_ = cb;
+    target_ = target;
+    tag_ = tag;
+    ec_ = boost::system::error_code();
+    bytes_transferred_ = 0;
+    cancellation_key_ = nullptr;
+    auto& impl = detail::socket_impl(s);
+    reactor_of(ctx).start_op(boost::asio::detail::reactor::read_op, impl.socket_, impl.reactor_data_, this,
+                             /*is_continuation=*/false, /*allow_speculative=*/true);
+#else
+    (void)ctx;
+    s.async_read_some(boost::asio::buffer(buf, size),
+                      [keep = std::move(keep), cb, target, tag](const boost::system::error_code& ec, std::size_t n) {
+                        cb(target, tag, ec, n);
+                      });
+#endif
+  }
+
+#if NPP_ASIO_TUNED
+ private:
+  using reactor = boost::asio::detail::reactor;
+
+  static reactor& reactor_of(boost::asio::io_context& ctx) {
+    // One io_context per worker thread: remember its reactor (use_service takes a lock).
+    thread_local boost::asio::io_context* cached_ctx = nullptr;
+    thread_local reactor* cached = nullptr;
+    if (cached_ctx != &ctx) {
+      cached = &boost::asio::use_service<reactor>(ctx);
+      cached_ctx = &ctx;
+    }
+    return *cached;
+  }
+
+  static status perform(reactor_op* base) {
+    auto* o = static_cast<drain_read*>(base);
+    iovec iov{o->buf_, o->size_};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    for (;;) {
+      msg.msg_control = control;
+      msg.msg_controllen = sizeof control;
+      const ssize_t n = ::recvmsg(o->fd_, &msg, 0);
+      if (n > 0) {
+        o->bytes_transferred_ = static_cast<std::size_t>(n);
+        return bytes_left(msg) == 0 ? done_and_exhausted : done;
+      }
+      if (n == 0) {
+        o->ec_ = boost::asio::error::eof;
+        return done_and_exhausted;
+      }
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return not_done;
+      o->ec_ = boost::system::error_code(errno, boost::system::system_category());
+      return done;
+    }
+  }
+
+  /// TCP_INQ's count of bytes left after a read (a pending FIN counts as 1); -1 if absent.
+  static int bytes_left(msghdr& msg) {
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
+      if (c->cmsg_level == SOL_TCP && c->cmsg_type == TCP_CM_INQ) {
+        int left;
+        std::memcpy(&left, CMSG_DATA(c), sizeof left);
+        return left;
+      }
+    return -1;
+  }
+
+  static void complete(void* owner, boost::asio::detail::operation* base, const boost::system::error_code&,
+                       std::size_t) {
+    auto* o = static_cast<drain_read*>(base);
+    // Everything out of the object first: the callback may start the next receive with it.
+    std::shared_ptr<void> keep = std::move(o->keep_);
+    if (!owner) return;  // the io_context is being destroyed: no callback
+    const callback cb = o->cb_;
+    void* const target = o->target_;
+    const int tag = o->tag_;
+    const boost::system::error_code ec = o->ec_;
+    const std::size_t n = o->bytes_transferred_;
+    cb(target, tag, ec, n);
+  }
+
+  int fd_ = -1;
+  char* buf_ = nullptr;
+  std::size_t size_ = 0;
+  std::shared_ptr<void> keep_;
+  callback cb_ = nullptr;
+  void* target_ = nullptr;
+  int tag_ = 0;
+#endif
+};
+
+}  // namespace npp::proxy
