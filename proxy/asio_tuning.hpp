@@ -100,9 +100,11 @@ class drain_read
 
   /// Receives up to size bytes into buf from s (owned by ctx); then calls cb(target, tag, ec, n)
   /// on ctx, with asio::error::eof at end of stream and operation_aborted if s is closed first.
-  /// keep is held until then (the owner's lifetime).
+  /// keep is held until then (the owner's lifetime). known_empty: the caller found the socket
+  /// empty (a recv that returned EAGAIN) in this same handler, with no wait for events since, so
+  /// any data after that raises an edge still to come: the receive waits for it without trying.
   void start(boost::asio::io_context& ctx, boost::asio::ip::tcp::socket& s, char* buf, std::size_t size,
-             std::shared_ptr<void> keep, callback cb, void* target, int tag) {
+             std::shared_ptr<void> keep, callback cb, void* target, int tag, bool known_empty = false) {
 #if NPP_ASIO_TUNED
     fd_ = s.native_handle();
     buf_ = buf;
@@ -115,10 +117,13 @@ class drain_read
     bytes_transferred_ = 0;
     cancellation_key_ = nullptr;
     auto& impl = detail::socket_impl(s);
+    skip_ = known_empty;  // only for the attempt start_op makes at once; an edge's attempt reads
     reactor_of(ctx).start_op(boost::asio::detail::reactor::read_op, impl.socket_, impl.reactor_data_, this,
                              /*is_continuation=*/false, /*allow_speculative=*/true);
+    skip_ = false;
 #else
     (void)ctx;
+    (void)known_empty;
     s.async_read_some(boost::asio::buffer(buf, size),
                       [keep = std::move(keep), cb, target, tag](const boost::system::error_code& ec, std::size_t n) {
                         cb(target, tag, ec, n);
@@ -143,6 +148,7 @@ class drain_read
 
   static status perform(reactor_op* base) {
     auto* o = static_cast<drain_read*>(base);
+    if (o->skip_) return not_done;
     iovec iov{o->buf_, o->size_};
     alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
     msghdr msg{};
@@ -199,6 +205,7 @@ class drain_read
   callback cb_ = nullptr;
   void* target_ = nullptr;
   int tag_ = 0;
+  bool skip_ = false;
 #endif
 };
 

@@ -215,12 +215,20 @@ void tcp_session::try_connect() {
     if (self->state_ == state::closed) return;
     error_code result = ec;
     if (!result) {
-      int err = 0;
-      socklen_t len = sizeof err;
-      if (::getsockopt(self->upstream_.native_handle(), SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
-      if (err) result = error_code(err, boost::system::system_category());
+      // A peek rather than getsockopt(SO_ERROR): a failed connect reports its error here too,
+      // and "nothing to read yet" spares the endpoint's first read its EAGAIN (see drain_read).
+      char byte;
+      ssize_t r;
+      do r = ::recv(self->upstream_.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+      while (r < 0 && errno == EINTR);
+      if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+        result = error_code(errno, boost::system::system_category());
+      else
+        self->upstream_known_empty_ = r < 0;
     }
     self->on_connect(result);
+    // Valid only until the next wait for events: used by a relay started just now, or never.
+    self->upstream_known_empty_ = false;
   });
 }
 
@@ -461,7 +469,9 @@ void tcp_session::wait_readable(int d) {
       do_wait(d);  // bulk: readiness, then splice
       return;
     }
-    h.reader.start(worker_.context(), source(d), h.small, sizeof h.small, shared_from_this(), &small_read_done, this, d);
+    const bool known_empty = d == out && std::exchange(upstream_known_empty_, false);
+    h.reader.start(worker_.context(), source(d), h.small, sizeof h.small, shared_from_this(), &small_read_done, this, d,
+                   known_empty);
     return;
   }
   t->async_read_some(asio::buffer(&halves_[d].peek, 1), [self = shared_from_this(), d](const error_code& ec, std::size_t n) {
