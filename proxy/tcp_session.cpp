@@ -76,6 +76,16 @@ tcp_session::tcp_session(worker& w, tcp::socket client, const tcp::endpoint& cli
 }
 
 tcp_session::~tcp_session() {
+  // OpenSSL takes a session out of the server's cache when its SSL is freed without close_notify
+  // having been sent (SSL_free -> ssl_clear_bad_session): whenever the client closed first without
+  // one (most HTTP clients, python's ssl), reset, or a timeout ended the connection. TLS 1.1 and
+  // later no longer require that (RFC 4346, 7.2.1), and OpenSSL still removes the session itself
+  // on any fatal alert, sent or received; a failed handshake never cached one. Marking the
+  // shutdown as sent keeps the session resumable (nginx does the same with a quiet shutdown).
+  if (tls_[client_side]) {
+    SSL* ssl = tls_[client_side]->native_handle();
+    SSL_set_shutdown(ssl, SSL_get_shutdown(ssl) | SSL_SENT_SHUTDOWN);
+  }
   release_buffer(in);
   release_buffer(out);
   release_handshake_slot();

@@ -2,7 +2,7 @@
 // TLS contexts of one Service, built from its tls / upstreamTLS settings when a snapshot is
 // applied and shared (read-only) by every worker: OpenSSL's SSL_CTX is safe to use from several
 // threads once configured. A context is rebuilt only when its settings or the bytes of its files
-// change (tls_context_cache), so session tickets and the session cache survive unrelated reloads
+// change (tls_context_cache), so the session cache survives unrelated reloads
 // and a certificate replaced on disk (atomic rename) is served on the next handshake; sessions
 // already open keep the SSL_CTX they started with (shared_ptr).
 //
@@ -10,7 +10,8 @@
 // ChaCha20-Poly1305 for 1.2 (no CBC, RC4, 3DES, NULL, EXPORT, anonymous or static-RSA suites; no
 // DHE, which would need parameters); groups X25519, P-256, P-384; no compression; no
 // renegotiation at all (the client cannot start one: CVE-2009-3555 class and CPU exhaustion);
-// session resumption with tickets (1.2 and 1.3) and the server-side cache (1.2).
+// session resumption from a server-side session cache shared by the workers (TLS 1.2 session ids,
+// TLS 1.3 stateful tickets), no stateless tickets.
 #include <chrono>
 #include <cstdint>
 #include <map>

@@ -106,7 +106,7 @@ class TestTermination(TlsCase):
         self.assertEqual(status, "ok")
 
     def test_session_resumption(self):
-        """Tickets (TLS 1.2 and 1.3) and the session cache (TLS 1.2) resume sessions."""
+        """The session cache resumes sessions: TLS 1.2 by session id, TLS 1.3 by a stateful ticket."""
         p, port, _ = self.start_tls()
         for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
             ctx = T.client_context(max_version=version, min_version=version)
@@ -121,6 +121,64 @@ class TestTermination(TlsCase):
             self.assertEqual(s2.recv(10), b"y")
             s2.close()
         T.wait_metric(self.metrics_port, "nodeport_proxy_tls_handshakes_resumed_total", 2)
+
+    def _full_then_resumed(self, port, ctx):
+        """A full handshake (session kept), then a new connection offering it: session_reused."""
+        s = T.tls_connect(port, ctx)
+        s.sendall(b"x")
+        self.assertEqual(s.recv(10), b"x")  # TLS 1.3: the ticket arrives after the handshake
+        session = s.session
+        s.close()
+        s2 = T.tls_connect(port, ctx, session=session)
+        reused = s2.session_reused
+        s2.sendall(b"y")
+        self.assertEqual(s2.recv(10), b"y")
+        s2.close()
+        return session, reused
+
+    def test_session_resumption_across_workers(self):
+        """The session cache is the Service's, not a worker's: with two workers (each accepting on
+        its own SO_REUSEPORT socket, the kernel spreading connections by their ports) every resumed
+        connection resumes, whichever worker took the full handshake. 16 pairs per version: were
+        the cache per worker, about half would fail (all 16 landing on the same worker: 2^-16)."""
+        p, port, _ = self.start_tls(extra=["--workers", "2"])
+        pairs = 16
+        for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+            ctx = T.client_context(max_version=version, min_version=version)
+            reused = [self._full_then_resumed(port, ctx)[1] for _ in range(pairs)]
+            self.assertEqual(reused, [True] * pairs, version)
+        T.wait_metric(self.metrics_port, "nodeport_proxy_tls_handshakes_resumed_total", 2 * pairs)
+
+    def test_tickets_are_stateful(self):
+        """No stateless tickets (SSL_OP_NO_TICKET): the TLS 1.3 ticket is a 32-byte id into the
+        server's session cache (a stateless one is the session encrypted, about 200 bytes) and
+        resumes; TLS 1.2 gets no ticket and resumes by session id."""
+        p, port, _ = self.start_tls()
+        sess = os.path.join(self.tmp, "session.pem")
+        # s_client writes the session when the ticket arrives (after the handshake); stdin stays
+        # open until then, or it would quit first.
+        c = npp.subprocess.Popen(["openssl", "s_client", "-connect", "127.0.0.1:%d" % port, "-tls1_3",
+                                  "-sess_out", sess], stdin=npp.subprocess.PIPE, stdout=npp.subprocess.DEVNULL,
+                                 stderr=npp.subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 5
+            while not (os.path.exists(sess) and os.path.getsize(sess) > 0) and time.monotonic() < deadline:
+                time.sleep(0.02)
+        finally:
+            c.stdin.close()
+            c.wait(timeout=5)
+        text = npp.subprocess.run(["openssl", "sess_id", "-in", sess, "-text", "-noout"], stdout=npp.subprocess.PIPE,
+                                  universal_newlines=True, check=True).stdout
+        dump = text.split("TLS session ticket:", 1)[1].split("Start Time", 1)[0]
+        ticket = [b for line in dump.splitlines() if " - " in line
+                  for b in line.split(" - ", 1)[1][:48].replace("-", " ").split()]
+        self.assertEqual(len(ticket), 32, text)
+        rc, out = T.s_client(port, ["-tls1_3", "-sess_in", sess])
+        self.assertIn("Reused, TLSv1.3", out)
+        ctx12 = T.client_context(max_version=ssl.TLSVersion.TLSv1_2, min_version=ssl.TLSVersion.TLSv1_2)
+        session, reused = self._full_then_resumed(port, ctx12)
+        self.assertTrue(reused)
+        self.assertFalse(session.has_ticket)
 
 
 class TestClientCertificates(TlsCase):
