@@ -64,6 +64,19 @@ inline void adopt_socket(boost::asio::ip::tcp::socket& s, const boost::asio::ip:
 #endif
 }
 
+/// Tells Asio that s is non-blocking by the user's choice, as `s.non_blocking(true)` does, for a
+/// descriptor already O_NONBLOCK (see adopt_socket): without the ioctl(FIONBIO) that call makes.
+inline void mark_non_blocking(boost::asio::ip::tcp::socket& s) {
+#if NPP_ASIO_TUNED
+  namespace ops = boost::asio::detail::socket_ops;
+  auto& state = detail::socket_impl(s).state_;
+  state = static_cast<ops::state_type>(state | ops::user_set_non_blocking);
+#else
+  boost::system::error_code ignored_ec;
+  s.non_blocking(true, ignored_ec);
+#endif
+}
+
 /// One receive on a TCP socket that is O_NONBLOCK (see adopt_socket), as `async_read_some` does,
 /// except that the reactor learns when the read emptied the socket.
 ///

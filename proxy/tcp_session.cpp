@@ -345,9 +345,8 @@ void tcp_session::start_relay() {
 }
 
 void tcp_session::use_asio_io() {
-  error_code ignored_ec;
-  client_.non_blocking(true, ignored_ec);
-  upstream_.non_blocking(true, ignored_ec);
+  mark_non_blocking(client_);
+  mark_non_blocking(upstream_);
 }
 
 void tcp_session::do_wait(int d) {
