@@ -131,8 +131,11 @@ class drain_read
     cancellation_key_ = nullptr;
     auto& impl = detail::socket_impl(s);
     skip_ = known_empty;  // only for the attempt start_op makes at once; an edge's attempt reads
-    reactor_of(ctx).start_op(boost::asio::detail::reactor::read_op, impl.socket_, impl.reactor_data_, this,
-                             /*is_continuation=*/false, /*allow_speculative=*/true);
+    // An owner's sockets all belong to one io_context: look its reactor up once (use_service
+    // takes a lock).
+    if (!reactor_) reactor_ = &boost::asio::use_service<reactor>(ctx);
+    reactor_->start_op(boost::asio::detail::reactor::read_op, impl.socket_, impl.reactor_data_, this,
+                       /*is_continuation=*/false, /*allow_speculative=*/true);
     skip_ = false;
 #else
     (void)ctx;
@@ -147,17 +150,6 @@ class drain_read
 #if NPP_ASIO_TUNED
  private:
   using reactor = boost::asio::detail::reactor;
-
-  static reactor& reactor_of(boost::asio::io_context& ctx) {
-    // One io_context per worker thread: remember its reactor (use_service takes a lock).
-    thread_local boost::asio::io_context* cached_ctx = nullptr;
-    thread_local reactor* cached = nullptr;
-    if (cached_ctx != &ctx) {
-      cached = &boost::asio::use_service<reactor>(ctx);
-      cached_ctx = &ctx;
-    }
-    return *cached;
-  }
 
   static status perform(reactor_op* base) {
     auto* o = static_cast<drain_read*>(base);
@@ -211,6 +203,7 @@ class drain_read
     cb(target, tag, ec, n);
   }
 
+  reactor* reactor_ = nullptr;
   int fd_ = -1;
   char* buf_ = nullptr;
   std::size_t size_ = 0;
