@@ -34,7 +34,7 @@ tcp_listener::tcp_listener(worker& w, listener_key key, int fd, std::shared_ptr<
   acceptor_.assign(key_.addr.ip.v6 ? tcp::v6() : tcp::v4(), fd);  // non-blocking since socket()
 }
 
-void tcp_listener::start() { do_accept(); }
+void tcp_listener::start() { do_accept(/*known_empty=*/false); }
 
 void tcp_listener::close() {
   error_code ignored_ec;
@@ -42,13 +42,18 @@ void tcp_listener::close() {
   backoff_.cancel();
 }
 
-void tcp_listener::do_accept() {
-  // Only after accept4 said EAGAIN: the reactor is edge-triggered, so a wait while connections
-  // are still queued would not wake up until the next one arrives.
-  acceptor_.async_wait(tcp::acceptor::wait_read, [self = shared_from_this()](const error_code& ec) {
-    if (ec || !self->acceptor_.is_open()) return;  // closed by an update or the drain
-    self->accept_queued();
-  });
+void tcp_listener::do_accept(bool known_empty) {
+  // The reactor is edge-triggered: a wait while connections are still queued would not wake up
+  // until the next one arrives. So only the first wait (connections may have queued since the
+  // socket was opened) may find the queue non-empty; every other wait follows an EAGAIN.
+  ready_.start(
+      worker_.context(), acceptor_, shared_from_this(),
+      [](void* target, const error_code& ec) {
+        auto* self = static_cast<tcp_listener*>(target);
+        if (ec || !self->acceptor_.is_open()) return;  // closed by an update or the drain
+        self->accept_queued();
+      },
+      this, known_empty);
 }
 
 void tcp_listener::accept_queued() {
@@ -63,7 +68,7 @@ void tcp_listener::accept_queued() {
     if (fd < 0) {
       const int err = errno;
       if (err == EAGAIN || err == EWOULDBLOCK) {
-        do_accept();
+        do_accept(/*known_empty=*/true);
         return;
       }
       // A client that reset while queued (ECONNABORTED), or a signal: take the next one.

@@ -23,8 +23,9 @@ class tcp_listener : public listener, public std::enable_shared_from_this<tcp_li
   void update(std::shared_ptr<const port_runtime> port) override { port_ = std::move(port); }
 
  private:
-  /// Waits until the queue has a connection (the reactor reports a new one).
-  void do_accept();
+  /// Waits until the queue has a connection (the reactor reports a new one). known_empty: an
+  /// accept4 just said EAGAIN (see readable_wait).
+  void do_accept(bool known_empty);
   /// Takes up to accept_batch queued connections with accept4(2), then waits again once the
   /// queue is empty, or lets other work run first if it is not.
   void accept_queued();
@@ -39,7 +40,11 @@ class tcp_listener : public listener, public std::enable_shared_from_this<tcp_li
 
   worker& worker_;                            ///< owning worker
   listener_key key_;                          ///< what this socket is bound to
-  boost::asio::ip::tcp::acceptor acceptor_;   ///< the SO_REUSEPORT socket
+  /// The SO_REUSEPORT listening socket. Held as a tcp::socket, not an acceptor: the proxy
+  /// accepts with accept4 itself, and readable_wait needs the socket's reactor state, which
+  /// basic_socket_acceptor keeps private.
+  boost::asio::ip::tcp::socket acceptor_;
+  readable_wait ready_;                       ///< waits for queued connections
   std::shared_ptr<const port_runtime> port_;  ///< config for new connections
   boost::asio::steady_timer backoff_;         ///< pause after accept errors such as EMFILE
   std::chrono::steady_clock::time_point last_error_log_{};  ///< rate limit for accept errors

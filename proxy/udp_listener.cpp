@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/post.hpp>
+#include <cerrno>
+#include <unistd.h>
 
 #include "proxy/access_log.hpp"
 #include "proxy/endpoint_format.hpp"
@@ -39,9 +41,13 @@ udp_listener::udp_listener(worker& w, listener_key key, int fd, std::shared_ptr<
   socket_.assign(key_.addr.ip.v6 ? udp::v6() : udp::v4(), fd);
 }
 
-udp_listener::~udp_listener() = default;
+udp_listener::~udp_listener() {
+  // Sessions may outlive the listener (a pending wait holds its session): closed, they no longer
+  // reach back through their owner pointer.
+  if (!closed_) close();
+}
 
-void udp_listener::start() { do_wait(); }
+void udp_listener::start() { do_wait(/*known_empty=*/false); }
 
 void udp_listener::close() {
   closed_ = true;
@@ -53,11 +59,15 @@ void udp_listener::close() {
 
 port_counters& udp_listener::counters(const port_runtime& p) { return p.stats->worker(worker_.index()); }
 
-void udp_listener::do_wait() {
-  socket_.async_wait(udp::socket::wait_read, [self = shared_from_this()](const error_code& ec) {
-    if (self->closed_ || ec) return;
-    self->on_readable();
-  });
+void udp_listener::do_wait(bool known_empty) {
+  ready_.start(
+      worker_.context(), socket_, shared_from_this(),
+      [](void* target, const error_code& ec) {
+        auto* self = static_cast<udp_listener*>(target);
+        if (self->closed_ || ec) return;
+        self->on_readable();
+      },
+      this, known_empty);
 }
 
 void udp_listener::on_readable() {
@@ -66,7 +76,7 @@ void udp_listener::on_readable() {
     const int n = b.receive(socket_.native_handle(), true);
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        do_wait();
+        do_wait(/*known_empty=*/true);
         return;
       }
       // EINTR, or an error queued on an unconnected socket (e.g. ICMP for a reply we sent):
@@ -78,7 +88,9 @@ void udp_listener::on_readable() {
     if (n < udp_batch::capacity) {
       // The queue was empty when the kernel looked: wait for readiness instead of paying a
       // recvmmsg that would only say EAGAIN (every arrival after this point wakes epoll again).
-      do_wait();
+      // An unconnected socket without IP_RECVERR has no queued errors for recvmmsg to leave
+      // pending behind the datagrams.
+      do_wait(/*known_empty=*/true);
       return;
     }
     break;
@@ -242,7 +254,7 @@ udp_listener::session_ptr udp_listener::create_session(const client_key& key, co
     bump(c.udp_dropped_session_limit);
     return nullptr;
   }
-  auto s = std::make_shared<session>(worker_.context());
+  auto s = std::make_shared<session>(worker_.context(), *this);
   s->key = key;
   std::memcpy(&s->client, &from, sizeof from);
   s->client_len = from_len;
@@ -266,14 +278,19 @@ udp_listener::session_ptr udp_listener::create_session(const client_key& key, co
   const auto& ep = port_->endpoints[s->endpoint];
   udp::endpoint target(ep.address(), ep.port());
   error_code ec;
-  s->upstream.open(target.protocol(), ec);
+  // Born non-blocking (SOCK_NONBLOCK, and adopt_socket tells Asio so: no ioctl per session).
+  const int fd = ::socket(target.protocol().family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    ec.assign(errno, boost::system::system_category());
+  else
+    adopt_socket(s->upstream, target.protocol(), fd, ec);  // on failure assign leaves fd open
+  if (fd >= 0 && ec && !s->upstream.is_open()) ::close(fd);
   if (!ec) s->upstream.connect(target, ec);  // no packet: only fixes the peer and enables ICMP reports
   if (ec) {
     bump(c.udp_dropped_buffer_full);
     spdlog::warn("UDP session to {} not opened: {}", format_endpoint(target), ec.message());
     return nullptr;
   }
-  s->upstream.non_blocking(true, ec);
   // The reply direction of a busy session deserves the nodePort socket's queue (failure is harmless).
   const int rcvbuf = udp_receive_buffer;
   ::setsockopt(s->upstream.native_handle(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
@@ -283,16 +300,21 @@ udp_listener::session_ptr udp_listener::create_session(const client_key& key, co
   worker_.udp_session_opened();
   bump(c.udp_sessions_created);
   bump(c.udp_sessions_active, 1);
-  wait_upstream(s);
+  // Known empty: registered with epoll before anything was sent, so any reply raises an edge.
+  wait_upstream(s, /*known_empty=*/true);
   arm_sweep();
   return s;
 }
 
-void udp_listener::wait_upstream(const session_ptr& s) {
-  s->upstream.async_wait(udp::socket::wait_read, [self = shared_from_this(), s](const error_code& ec) {
-    if (s->closed || ec) return;
-    self->on_upstream_readable(s);
-  });
+void udp_listener::wait_upstream(const session_ptr& s, bool known_empty) {
+  s->upstream_ready.start(
+      worker_.context(), s->upstream, s,
+      [](void* target, const error_code& ec) {
+        auto* sp = static_cast<session*>(target);
+        if (sp->closed || ec) return;
+        sp->owner->on_upstream_readable(sp->shared_from_this());
+      },
+      s.get(), known_empty);
 }
 
 void udp_listener::on_upstream_readable(const session_ptr& s) {
@@ -302,7 +324,7 @@ void udp_listener::on_upstream_readable(const session_ptr& s) {
     n = b.receive(s->upstream.native_handle(), false);
     if (n >= 0) break;
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      wait_upstream(s);
+      wait_upstream(s, /*known_empty=*/true);
       return;
     }
     if (errno == EINTR) continue;
@@ -325,8 +347,9 @@ void udp_listener::on_upstream_readable(const session_ptr& s) {
     first = last;
   }
   if (n < udp_batch::capacity) {
-    // Drained (or an error is pending after the datagrams: the next wait reports it).
-    wait_upstream(s);
+    // Drained, or an ICMP error is pending behind the datagrams (recvmmsg keeps it for the next
+    // call, and its epoll edge may be spent): not known empty, so the next receive finds out.
+    wait_upstream(s, /*known_empty=*/false);
     return;
   }
   asio::post(worker_.context(), [self = shared_from_this(), s] {

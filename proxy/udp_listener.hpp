@@ -29,6 +29,7 @@
 #include <memory>
 #include <unordered_map>
 
+#include "proxy/asio_tuning.hpp"
 #include "proxy/listener.hpp"
 
 namespace npp::proxy {
@@ -62,9 +63,11 @@ class udp_listener : public listener, public std::enable_shared_from_this<udp_li
   /// The key of a datagram's source address (as recvmsg gives it).
   static client_key key_of(const sockaddr_storage& from);
 
-  struct session : boost::intrusive::list_base_hook<> {
-    explicit session(boost::asio::io_context& ctx) : upstream(ctx) {}
+  struct session : boost::intrusive::list_base_hook<>, std::enable_shared_from_this<session> {
+    session(boost::asio::io_context& ctx, udp_listener& o) : upstream(ctx), owner(&o) {}
     boost::asio::ip::udp::socket upstream;      ///< connected to the endpoint
+    readable_wait upstream_ready;               ///< waits for replies (holds the session)
+    udp_listener* owner;                        ///< alive while !closed (~udp_listener closes)
     client_key key;                             ///< map key
     sockaddr_storage client{};                  ///< where replies go
     socklen_t client_len = 0;
@@ -83,7 +86,9 @@ class udp_listener : public listener, public std::enable_shared_from_this<udp_li
   };
   using session_ptr = std::shared_ptr<session>;
 
-  void do_wait();
+  /// Waits until the nodePort socket is readable. known_empty: the last recvmmsg found the
+  /// queue empty (see readable_wait).
+  void do_wait(bool known_empty);
   void on_readable();
   /// Forwards received datagrams [0, n) of `b`: runs of consecutive datagrams from one client.
   void forward_batch(udp_batch& b, int n);
@@ -94,7 +99,7 @@ class udp_listener : public listener, public std::enable_shared_from_this<udp_li
   bool make_room();
   /// True if `source` passes --allow-source-ranges and the port's allowSourceRanges.
   bool allowed(const config::ip_address& source) const;
-  void wait_upstream(const session_ptr& s);
+  void wait_upstream(const session_ptr& s, bool known_empty);
   void on_upstream_readable(const session_ptr& s);
   /// Sends datagrams [first, last) of `b` (received from s's endpoint) to s's client.
   void send_to_client(session& s, udp_batch& b, int first, int last);
@@ -109,6 +114,7 @@ class udp_listener : public listener, public std::enable_shared_from_this<udp_li
   worker& worker_;                             ///< owning worker
   listener_key key_;                           ///< what this socket is bound to
   boost::asio::ip::udp::socket socket_;        ///< the nodePort socket
+  readable_wait ready_;                        ///< waits for datagrams on socket_
   std::shared_ptr<const port_runtime> port_;   ///< config for new sessions
   std::unordered_map<client_key, session_ptr, client_key_hash> sessions_;  ///< by client address
   boost::intrusive::list<session> lru_;        ///< most recently active first
