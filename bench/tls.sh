@@ -5,12 +5,12 @@
 #   cpu_us/hs:    CPU time (user + system) of the proxy process per handshake during that run:
 #                 less sensitive than handshakes/s to other load on the machine
 #   bulk:         MiB/s through one TLS connection (python ssl client -> proxy -> sink backend)
-# usage: bench/tls.sh [SECONDS per handshake run (10)] [CLIENTS (2)]
+# usage: bench/tls.sh [SECONDS per handshake run (10)] [CLIENTS (2)] [ROUNDS (3)]
 # The proxy gets 2 workers, as HAProxy gets 2 threads. Needs openssl, haproxy, python3.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${NPP_BINARY:-$root/build/nodeport-proxy}
-secs=${1:-10} clients=${2:-2}
+secs=${1:-10} clients=${2:-2} rounds=${3:-3}
 [[ -x $bin ]] || { echo "bench: $bin not built" >&2; exit 1; }
 command -v haproxy >/dev/null || { echo "bench: haproxy not installed (scripts/deps.sh bench)" >&2; exit 1; }
 work=$(mktemp -d)
@@ -18,6 +18,9 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 cd "$work"
+# s_time's output goes to a subdirectory: the proxy watches svc.json's directory for changes,
+# and a file written there on every handshake would wake its control thread each time.
+mkdir runs
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout key.pem -out cert.pem -days 2 \
   -subj /CN=localhost -addext subjectAltName=DNS:localhost 2>/dev/null
 cat cert.pem key.pem > haproxy.pem
@@ -73,16 +76,16 @@ handshakes() {  # port pid -> "connections/s CPU-microseconds-per-handshake" ove
   local runs=() total=0 count=0 cpu0
   cpu0=$(cpu_ticks "$2")
   for i in $(seq "$clients"); do
-    openssl s_time -connect 127.0.0.1:$1 -new -time "$secs" 2>/dev/null >"s_time.$1.$i" &
+    openssl s_time -connect 127.0.0.1:$1 -new -time "$secs" 2>/dev/null >"runs/s_time.$1.$i" &
     runs+=($!)
   done
   wait "${runs[@]}" 2>/dev/null || true
   local cpu=$(( $(cpu_ticks "$2") - cpu0 ))
-  for f in s_time.$1.*; do
+  for f in runs/s_time.$1.*; do
     n=$(awk '/connections in .* real seconds/ {print $1; exit}' "$f"); t=$(awk '/connections in .* real seconds/ {print $4; exit}' "$f")
     [[ -n $n && -n $t ]] && total=$(python3 -c "print($total + $n / $t)") && count=$((count + n))
   done
-  rm -f s_time.$1.*
+  rm -f runs/s_time.$1.*
   python3 -c "print('%.0f %.0f' % ($total, $cpu * 1e6 / $(getconf CLK_TCK) / max($count, 1)))"
 }
 
@@ -99,10 +102,24 @@ print("%.0f" % (sent / (time.monotonic() - t0) / (1 << 20)))
 PY
 }
 
-echo "TLS benchmark: ECDSA P-256, $clients x openssl s_time -new -time $secs, loopback, 2 workers/threads"
-printf '%-16s %14s %10s %12s\n' proxy handshakes/s cpu_us/hs bulk_MiB/s
+# Rounds alternate the order (ours first, then HAProxy first, ...) so that a drift in the
+# machine's speed during the run does not favour either; the summary is the median per proxy.
+echo "TLS benchmark: ECDSA P-256, $clients x openssl s_time -new -time $secs, $rounds rounds, loopback, 2 workers/threads"
+printf '%-6s %-16s %14s %10s\n' round proxy handshakes/s cpu_us/hs
+declare -A hs cpu
+for r in $(seq "$rounds"); do
+  order="nodeport-proxy haproxy"; ((r % 2 == 0)) && order="haproxy nodeport-proxy"
+  for name in $order; do
+    p=$npp_port pid=$npp_pid; [[ $name == haproxy ]] && p=$hap_port pid=$hap_pid
+    read -r h c < <(handshakes "$p" "$pid")
+    hs[$name]+="$h " cpu[$name]+="$c "
+    printf '%-6s %-16s %14s %10s\n' "$r" "$name" "$h" "$c"
+  done
+done
+median() { tr ' ' '\n' | grep . | sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+echo
+printf '%-16s %14s %10s %12s\n' proxy "median hs/s" "cpu_us/hs" bulk_MiB/s
 for name in nodeport-proxy haproxy; do
-  p=$npp_port pid=$npp_pid; [[ $name == haproxy ]] && p=$hap_port pid=$hap_pid
-  read -r h c < <(handshakes "$p" "$pid"); b=$(bulk "$p")
-  printf '%-16s %14s %10s %12s\n' "$name" "$h" "$c" "$b"
+  p=$npp_port; [[ $name == haproxy ]] && p=$hap_port
+  printf '%-16s %14s %10s %12s\n' "$name" "$(median <<<"${hs[$name]}")" "$(median <<<"${cpu[$name]}")" "$(bulk "$p")"
 done

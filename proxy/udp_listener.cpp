@@ -42,9 +42,10 @@ udp_listener::udp_listener(worker& w, listener_key key, int fd, std::shared_ptr<
 }
 
 udp_listener::~udp_listener() {
-  // Sessions may outlive the listener (a pending wait holds its session): closed, they no longer
-  // reach back through their owner pointer.
-  if (!closed_) close();
+  // Sessions may outlive the listener (a pending wait holds its session): marked closed, they
+  // never reach back through their owner pointer. (The worker calls close() first, which also
+  // logs and counts their end; this only guards a listener dropped without it.)
+  for (auto& [key, s] : sessions_) s->closed = true;
 }
 
 void udp_listener::start() { do_wait(/*known_empty=*/false); }

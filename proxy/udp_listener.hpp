@@ -67,7 +67,7 @@ class udp_listener : public listener, public std::enable_shared_from_this<udp_li
     session(boost::asio::io_context& ctx, udp_listener& o) : upstream(ctx), owner(&o) {}
     boost::asio::ip::udp::socket upstream;      ///< connected to the endpoint
     readable_wait upstream_ready;               ///< waits for replies (holds the session)
-    udp_listener* owner;                        ///< alive while !closed (~udp_listener closes)
+    udp_listener* owner;                        ///< alive while !closed (~udp_listener marks it)
     client_key key;                             ///< map key
     sockaddr_storage client{};                  ///< where replies go
     socklen_t client_len = 0;
