@@ -129,10 +129,11 @@ def utc_now():
     return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
 
 
-def stapled(port, status=True):
+def stapled(port, status=True, servername="localhost", extra=()):
     """Runs s_client (-status when status) against the proxy; returns (handshake ok, the OCSP
     part of its output or None when no response was stapled, full output)."""
-    args = ["-servername", "localhost", "-CAfile", os.path.join(pki(), "ca.pem")] + (["-status"] if status else [])
+    args = ["-servername", servername, "-CAfile", os.path.join(pki(), "ca.pem")] + (["-status"] if status else [])
+    args += list(extra)
     _, out = T.s_client(port, args)
     if "OCSP Response Status" not in out:
         return T.handshake_ok(out), None, out
@@ -148,9 +149,10 @@ def field(ocsp_text, name):
 
 
 class OcspCase(npp.ProxyTestCase):
-    def start(self, ocsp="resp.der", cert="server"):
+    def start(self, ocsp="resp.der", cert="server", more=()):
         """A proxy with one TLS service whose certificate is `cert` (with its chain) and whose
-        ocspResponseFile is `ocsp` (relative: resolved against the endpoints file's directory)."""
+        ocspResponseFile is `ocsp` (relative: resolved against the endpoints file's directory);
+        `more`: further "certificates" entries (chosen by SNI)."""
         self.backend_ = self.backend(npp.echo_handler())
         d = pki()
         shutil.copy(os.path.join(d, cert + "-chain.pem"), os.path.join(self.tmp, "server.pem"))
@@ -158,6 +160,8 @@ class OcspCase(npp.ProxyTestCase):
         self.port = npp.free_port()
         self.metrics_port = npp.free_port()
         tls = {"certFile": "server.pem", "keyFile": "server.key", "ocspResponseFile": ocsp}
+        if more:
+            tls["certificates"] = list(more)
         svc = T.tls_service("web", self.port, [self.backend_.addr], tls)
         return self.proxy_for([svc], extra=["--metrics-bind-address", "127.0.0.1:%d" % self.metrics_port])
 
@@ -201,6 +205,27 @@ class TestStapling(OcspCase):
             cert = json.load(r)["ports"][0]["tls"]["certificates"][0]
         self.assertTrue(cert["ocsp"]["loaded"])
         self.assertGreater(cert["ocsp"]["next_update_unix"], time.time())
+
+    def test_tls12_and_sni_each_certificate_its_own_response(self):
+        """TLS 1.2 (CertificateStatus message) as well as 1.3 (Certificate extension); with two
+        certificates chosen by SNI, each handshake gets the response of the certificate served
+        (matched by serial)."""
+        d = pki()
+        make_response("server", self.path("resp.der"))
+        make_response("other", self.path("other.der"))
+        for name in ("other-chain.pem", "other.key"):
+            shutil.copy(os.path.join(d, name), self.path(name))
+        serial = lambda cert: _openssl(["x509", "-in", cert + ".pem", "-noout", "-serial"], d).decode().strip().split("=", 1)[1]
+        p = self.start(more=[{"certFile": "other-chain.pem", "keyFile": "other.key", "ocspResponseFile": "other.der"}])
+        p.wait_for_log(r"OCSP response .*other\.der loaded for .*other-chain\.pem")
+        for version in ("-tls1_2", "-tls1_3"):
+            for servername, cert in (("localhost", "server"), ("other.example.com", "other")):
+                ok, ocsp, out = stapled(self.port, servername=servername, extra=[version])
+                self.assertTrue(ok, out)
+                self.assertIsNotNone(ocsp, out)
+                self.assertEqual(field(ocsp, "Serial Number"), serial(cert), (version, servername))
+                self.assertIn("Verify return code: 0 (ok)", out)
+        T.wait_metric(self.metrics_port, "nodeport_proxy_tls_handshakes_ocsp_stapled_total", 4)
 
     def test_not_stapled_unless_asked(self):
         """Case 2: a client that does not send status_request gets no response; the handshake is
