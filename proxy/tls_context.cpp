@@ -87,6 +87,7 @@ struct ocsp_staple {
   std::string file;
   std::string der;               ///< the file's bytes, stapled as they are
   std::time_t next_update = 0;   ///< 0: the response has no nextUpdate (always fresh)
+  int cert_status = V_OCSP_CERTSTATUS_GOOD;  ///< what the responder says of the certificate
   mutable std::atomic<bool> stale_logged{false};
 };
 
@@ -112,7 +113,6 @@ std::string time_text(std::time_t t) {
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buf;
 }
-
 
 std::string name_text(X509_NAME* n) {
   BIO* b = BIO_new(BIO_s_mem());
@@ -271,9 +271,7 @@ std::unique_ptr<const ocsp_staple> load_ocsp(const std::string& file, const load
     *why = "it is stale: its nextUpdate (" + time_text(out->next_update) + ") has passed";
     return nullptr;
   }
-  if (status != V_OCSP_CERTSTATUS_GOOD)
-    spdlog::warn("OCSP response {} says the certificate {} is {}; stapled as it is", file, cert.info.file,
-                 OCSP_cert_status_str(status));
+  out->cert_status = status;
   return out;
 }
 
@@ -395,6 +393,9 @@ tls_server_context::tls_server_context(const config::tls_settings& s, const std:
       loaded.ocsp = load_ocsp(c.ocsp_response_file, loaded, &why);
       if (loaded.ocsp) {
         any_ocsp = true;
+        if (loaded.ocsp->cert_status != V_OCSP_CERTSTATUS_GOOD)
+          spdlog::warn("{}: OCSP response {} says the certificate {} is {}; stapled as it is", service_id,
+                       c.ocsp_response_file, c.cert_file, OCSP_cert_status_str(loaded.ocsp->cert_status));
         loaded.info.ocsp_next_update = loaded.ocsp->next_update;
         spdlog::info("{}: OCSP response {} loaded for {} (stapled when clients ask; nextUpdate {})", service_id,
                      c.ocsp_response_file, c.cert_file,
