@@ -27,6 +27,7 @@ constexpr std::string_view max_connections_per_source_annotation = "nodeport-pro
 // on the node (mount the Secret there); relative ones resolve against the input file's directory.
 constexpr std::string_view tls_cert_file_annotation = "nodeport-proxy.io/tls-cert-file";
 constexpr std::string_view tls_key_file_annotation = "nodeport-proxy.io/tls-key-file";
+constexpr std::string_view tls_ocsp_response_file_annotation = "nodeport-proxy.io/tls-ocsp-response-file";
 constexpr std::string_view tls_sni_certificates_annotation = "nodeport-proxy.io/tls-sni-certificates";
 constexpr std::string_view tls_client_ca_file_annotation = "nodeport-proxy.io/tls-client-ca-file";
 constexpr std::string_view tls_crl_file_annotation = "nodeport-proxy.io/tls-crl-file";
@@ -37,7 +38,7 @@ constexpr std::string_view upstream_tls_insecure_annotation = "nodeport-proxy.io
 constexpr std::string_view supported_annotations[] = {
     allow_source_ranges_annotation, max_connections_annotation, max_connections_per_source_annotation,
     proxy_protocol_annotation, tls_cert_file_annotation, tls_client_ca_file_annotation, tls_crl_file_annotation,
-    tls_key_file_annotation, tls_sni_certificates_annotation, upstream_tls_annotation, upstream_tls_ca_file_annotation,
+    tls_key_file_annotation, tls_ocsp_response_file_annotation, tls_sni_certificates_annotation, upstream_tls_annotation, upstream_tls_ca_file_annotation,
     upstream_tls_insecure_annotation, upstream_tls_server_name_annotation};
 
 // "Service ops/admin-ui", "items[3] (Service ops/admin-ui)", "documents[1] (EndpointSlice)".
@@ -163,7 +164,7 @@ std::optional<std::size_t> parse_limit(std::string_view text) {
 void read_annotations(object_reader& r, const json* meta, service& svc) {
   const json* annotations = r.object(meta, "annotations", "metadata.annotations");
   if (annotations == nullptr) return;
-  std::string tls_cert, tls_key;    // the default certificate, combined after the loop
+  std::string tls_cert, tls_key, tls_ocsp;  // the default certificate, combined after the loop
   std::vector<tls_certificate> sni;  // tls-sni-certificates, after the default
   bool upstream = false;             // upstream-tls: "true"
   for (const auto& [key, value] : annotations->items()) {
@@ -203,8 +204,8 @@ void read_annotations(object_reader& r, const json* meta, service& svc) {
       else
         (key == max_connections_annotation ? svc.max_connections : svc.max_connections_per_source) = *limit;
     } else if (key == tls_cert_file_annotation || key == tls_key_file_annotation ||
-               key == tls_client_ca_file_annotation || key == tls_crl_file_annotation ||
-               key == upstream_tls_ca_file_annotation) {
+               key == tls_ocsp_response_file_annotation || key == tls_client_ca_file_annotation ||
+               key == tls_crl_file_annotation || key == upstream_tls_ca_file_annotation) {
       const std::string_view name = trim(text);
       if (name.empty()) {
         r.add(field, "Required value: a file name (remove the annotation to unset it)");
@@ -212,24 +213,32 @@ void read_annotations(object_reader& r, const json* meta, service& svc) {
       }
       if (key == tls_cert_file_annotation) tls_cert = name;
       else if (key == tls_key_file_annotation) tls_key = name;
+      else if (key == tls_ocsp_response_file_annotation) tls_ocsp = name;
       else if (key == tls_client_ca_file_annotation) svc.tls.client_ca_file = name;
       else if (key == tls_crl_file_annotation) svc.tls.crl_file = name;
       else svc.upstream_tls.ca_file = name;
     } else if (key == tls_sni_certificates_annotation) {
-      // "CERT,KEY;CERT,KEY": more certificates, chosen by SNI (the default is tls-cert-file).
+      // "CERT,KEY;CERT,KEY,OCSP": more certificates, chosen by SNI (the default is tls-cert-file),
+      // each optionally with its OCSP response file.
       std::string_view rest = text;
       while (!rest.empty()) {
         const auto semi = rest.find(';');
         const std::string_view pair = trim(rest.substr(0, semi));
         rest = semi == std::string_view::npos ? std::string_view{} : rest.substr(semi + 1);
         if (pair.empty()) continue;
-        const auto comma = pair.find(',');
-        const std::string_view cert = trim(pair.substr(0, comma));
-        const std::string_view key_file = comma == std::string_view::npos ? std::string_view{} : trim(pair.substr(comma + 1));
-        if (cert.empty() || key_file.empty() || key_file.find(',') != std::string_view::npos)
-          r.add(field, invalid(quote_short(pair), "must be \"CERT_FILE,KEY_FILE\" (pairs separated by \";\")"));
+        std::vector<std::string_view> parts;
+        for (std::string_view item = pair;;) {
+          const auto comma = item.find(',');
+          parts.push_back(trim(item.substr(0, comma)));
+          if (comma == std::string_view::npos) break;
+          item = item.substr(comma + 1);
+        }
+        if (parts.size() < 2 || parts.size() > 3 ||
+            std::any_of(parts.begin(), parts.end(), [](std::string_view p) { return p.empty(); }))
+          r.add(field, invalid(quote_short(pair), "must be \"CERT_FILE,KEY_FILE\" or \"CERT_FILE,KEY_FILE,OCSP_RESPONSE_FILE\" "
+                                                  "(entries separated by \";\")"));
         else
-          sni.push_back({std::string(cert), std::string(key_file)});
+          sni.push_back({std::string(parts[0]), std::string(parts[1]), parts.size() == 3 ? std::string(parts[2]) : ""});
       }
     } else if (key == upstream_tls_annotation || key == upstream_tls_insecure_annotation) {
       if (text != "true" && text != "false") {
@@ -250,10 +259,11 @@ void read_annotations(object_reader& r, const json* meta, service& svc) {
   if (tls_cert.empty() != tls_key.empty())
     r.add(annotation_field(tls_cert.empty() ? tls_cert_file_annotation : tls_key_file_annotation),
           "Required value: set by " + std::string(tls_cert.empty() ? tls_key_file_annotation : tls_cert_file_annotation));
-  if (!tls_cert.empty() && !tls_key.empty()) svc.tls.certificates.push_back({tls_cert, tls_key});
+  if (!tls_cert.empty() && !tls_key.empty()) svc.tls.certificates.push_back({tls_cert, tls_key, tls_ocsp});
   for (auto& c : sni) svc.tls.certificates.push_back(std::move(c));
   if (tls_cert.empty() && tls_key.empty()) {
     for (auto [set, name] : {std::pair<bool, std::string_view>{!sni.empty(), tls_sni_certificates_annotation},
+                             {!tls_ocsp.empty(), tls_ocsp_response_file_annotation},
                              {!svc.tls.client_ca_file.empty(), tls_client_ca_file_annotation},
                              {!svc.tls.crl_file.empty(), tls_crl_file_annotation}})
       if (set) r.add(annotation_field(name), "Forbidden: TLS is off: set " + quote(tls_cert_file_annotation) + " and " +

@@ -475,16 +475,19 @@ class native_reader {
     return name;
   }
 
-  // "tls": {"certFile", "keyFile", "certificates": [{"certFile", "keyFile"}...], "clientCAFile", "crlFile"}
+  // "tls": {"certFile", "keyFile", "ocspResponseFile", "certificates": [{"certFile", "keyFile",
+  // "ocspResponseFile"}...], "clientCAFile", "crlFile"}
   // and "upstreamTLS": {"caFile", "serverName", "insecureSkipVerify"}.
   void read_tls(const json& j, const std::string& path, service& svc) {
     if (const json* tls = find(j, "tls")) {
       const std::string tls_path = child_path(path, "tls");
       if (is_object(*tls, tls_path)) {
-        reject_unknown_keys(*tls, tls_path, {"certFile", "keyFile", "certificates", "clientCAFile", "crlFile"});
+        reject_unknown_keys(*tls, tls_path,
+                            {"certFile", "keyFile", "ocspResponseFile", "certificates", "clientCAFile", "crlFile"});
         auto cert = file_field(*tls, tls_path, "certFile", true);
         auto key = file_field(*tls, tls_path, "keyFile", true);
-        if (cert && key) svc.tls.certificates.push_back({*cert, *key});
+        auto ocsp = file_field(*tls, tls_path, "ocspResponseFile", false);
+        if (cert && key) svc.tls.certificates.push_back({*cert, *key, ocsp.value_or("")});
         if (const json* more = find(*tls, "certificates")) {
           const std::string more_path = child_path(tls_path, "certificates");
           if (!more->is_array()) {
@@ -493,10 +496,11 @@ class native_reader {
             for (std::size_t k = 0; k < more->size(); ++k) {
               const std::string item_path = index_path(more_path, k);
               if (!is_object((*more)[k], item_path)) continue;
-              reject_unknown_keys((*more)[k], item_path, {"certFile", "keyFile"});
+              reject_unknown_keys((*more)[k], item_path, {"certFile", "keyFile", "ocspResponseFile"});
               auto c = file_field((*more)[k], item_path, "certFile", true);
               auto k2 = file_field((*more)[k], item_path, "keyFile", true);
-              if (c && k2) svc.tls.certificates.push_back({*c, *k2});
+              auto o = file_field((*more)[k], item_path, "ocspResponseFile", false);
+              if (c && k2) svc.tls.certificates.push_back({*c, *k2, o.value_or("")});
             }
           }
         }

@@ -76,6 +76,7 @@ std::vector<std::string> tls_files(const snapshot& snap) {
     for (const auto& c : svc.tls.certificates) {
       add(c.cert_file);
       add(c.key_file);
+      add(c.ocsp_response_file);
     }
     add(svc.tls.client_ca_file);
     add(svc.tls.crl_file);

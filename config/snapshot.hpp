@@ -52,6 +52,10 @@ std::string_view to_string(proxy_protocol_version v);
 struct tls_certificate {
   std::string cert_file;
   std::string key_file;
+  /// ocspResponseFile: a DER OCSP response for this certificate, stapled to handshakes of clients
+  /// that ask while it is fresh (proxy/tls_context.cpp). Optional; its contents are checked by
+  /// the proxy, not the loader: a missing, broken or stale response is a warning, never an error.
+  std::string ocsp_response_file;
   friend bool operator==(const tls_certificate&, const tls_certificate&) = default;
 };
 
@@ -141,7 +145,8 @@ struct snapshot {
 };
 using snapshot_ptr = std::shared_ptr<const snapshot>;
 
-/// Every TLS file the snapshot uses (certificates, keys, CAs, CRLs), each once, for file watches.
+/// Every TLS file the snapshot uses (certificates, keys, OCSP responses, CAs, CRLs), each once, for
+/// file watches.
 std::vector<std::string> tls_files(const snapshot& snap);
 
 /// The endpoints a connection to this port may use, as kube-proxy picks them: ready ones; if

@@ -51,6 +51,7 @@ void resolve_tls_paths(service& svc, const std::filesystem::path& dir) {
   for (auto& c : svc.tls.certificates) {
     resolve(c.cert_file, dir);
     resolve(c.key_file, dir);
+    resolve(c.ocsp_response_file, dir);
   }
   resolve(svc.tls.client_ca_file, dir);
   resolve(svc.tls.crl_file, dir);

@@ -72,6 +72,7 @@ constexpr std::string_view tls_errors_help =
 constexpr counter_mapping counter_table[] = {
     {"tls_handshakes", "tls_handshakes_total", "", "", ""},
     {"tls_handshakes_resumed", "tls_handshakes_resumed_total", "", "", ""},
+    {"tls_handshakes_ocsp_stapled", "tls_handshakes_ocsp_stapled_total", "", "", ""},
     {"tls_handshake_errors_timeout", "tls_handshake_errors_total", "reason", "timeout", tls_errors_help},
     {"tls_handshake_errors_closed", "tls_handshake_errors_total", "reason", "closed", tls_errors_help},
     {"tls_handshake_errors_protocol", "tls_handshake_errors_total", "reason", "protocol", tls_errors_help},

@@ -29,6 +29,7 @@ namespace npp::proxy {
   X(closed_upstream_reset, "connections ended by an endpoint reset")                       \
   X(tls_handshakes, "TLS handshakes completed with clients")                             \
   X(tls_handshakes_resumed, "TLS handshakes with clients that resumed a session")        \
+  X(tls_handshakes_ocsp_stapled, "TLS handshakes with clients that got a stapled OCSP response") \
   X(tls_handshake_errors_timeout, "TLS client handshakes closed by --tls-handshake-timeout") \
   X(tls_handshake_errors_closed, "TLS client handshakes the client abandoned (closed or reset)") \
   X(tls_handshake_errors_protocol, "TLS client handshakes refused: protocol version, ciphers, malformed or not TLS") \

@@ -74,12 +74,20 @@ json report_json(const status_report& r) {
       json certs = json::array();
       for (const auto& cert : p.tls_certificates) {
         const auto expiry = std::chrono::duration_cast<std::chrono::seconds>(cert.not_after.time_since_epoch()).count();
+        // ocsp: null without ocspResponseFile; "loaded" false when the response was refused at load
+        // (the log says why); next_update_unix 0 when it has no nextUpdate.
+        json ocsp = nullptr;
+        if (!cert.ocsp_file.empty())
+          ocsp = {{"file", cert.ocsp_file},
+                  {"loaded", cert.ocsp_stapled},
+                  {"next_update_unix", static_cast<std::int64_t>(cert.ocsp_next_update)}};
         certs.push_back({{"file", cert.file},
                          {"subject", cert.subject},
                          {"names", cert.names},
                          {"key_type", cert.key_type},
                          {"serial", cert.serial},
-                         {"not_after_unix", expiry}});
+                         {"not_after_unix", expiry},
+                         {"ocsp", std::move(ocsp)}});
       }
       tls = {{"client_auth", p.tls_client_auth}, {"crl", p.tls_crl}, {"certificates", std::move(certs)}};
     }
@@ -266,7 +274,9 @@ code { font-size: .95em; }
     if (p.tls) {
       var certs = p.tls.certificates.map(function (c) {
         return c.subject + " (" + c.key_type + ", expires " + new Date(c.not_after_unix * 1000).toISOString().slice(0, 10) +
-          (c.not_after_unix < d.now_unix ? ", EXPIRED" : "") + ")";
+          (c.not_after_unix < d.now_unix ? ", EXPIRED" : "") +
+          (!c.ocsp ? "" : !c.ocsp.loaded ? ", OCSP response refused" :
+           c.ocsp.next_update_unix && c.ocsp.next_update_unix <= d.now_unix ? ", OCSP response stale" : ", OCSP stapled") + ")";
       });
       parts.push("TLS " + certs.join(", ") + (p.tls.client_auth ? "; mTLS on" + (p.tls.crl ? " (CRL)" : "") : "; mTLS off"));
     }

@@ -170,7 +170,12 @@ void tcp_session::on_client_handshake(const error_code& ec) {
     return;
   }
   bump(c.tls_handshakes);
-  if (SSL_session_reused(tls_[client_side]->native_handle())) bump(c.tls_handshakes_resumed);
+  SSL* ssl = tls_[client_side]->native_handle();
+  if (SSL_session_reused(ssl)) bump(c.tls_handshakes_resumed);
+  // The response the status callback (tls_context.cpp) handed to OpenSSL stays on the SSL
+  // until it is freed: present means it was sent.
+  unsigned char* ocsp = nullptr;
+  if (SSL_get_tlsext_status_ocsp_resp(ssl, &ocsp) > 0) bump(c.tls_handshakes_ocsp_stapled);
   state_ = state::connecting;
   try_connect();
 }

@@ -1,12 +1,15 @@
 #include "proxy/tls_context.hpp"
 
 #include <openssl/err.h>
+#include <openssl/ocsp.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <boost/asio/ssl/context.hpp>
+#include <cerrno>
 #include <cstring>
 #include <ctime>
 #include <fstream>
@@ -67,13 +70,49 @@ struct chain_free {
   void operator()(STACK_OF(X509) * s) const { sk_X509_pop_free(s, X509_free); }
 };
 
+struct ocsp_response_free {
+  void operator()(OCSP_RESPONSE* r) const { OCSP_RESPONSE_free(r); }
+};
+struct ocsp_basic_free {
+  void operator()(OCSP_BASICRESP* b) const { OCSP_BASICRESP_free(b); }
+};
+struct ocsp_certid_free {
+  void operator()(OCSP_CERTID* c) const { OCSP_CERTID_free(c); }
+};
+
+/// An OCSP response checked at load time and ready to staple: the handshake only copies `der`
+/// and compares `next_update` with the clock. Immutable once built, except the flag that keeps
+/// "went stale" to one log line (workers share it).
+struct ocsp_staple {
+  std::string file;
+  std::string der;               ///< the file's bytes, stapled as they are
+  std::time_t next_update = 0;   ///< 0: the response has no nextUpdate (always fresh)
+  int cert_status = V_OCSP_CERTSTATUS_GOOD;  ///< what the responder says of the certificate
+  mutable std::atomic<bool> stale_logged{false};
+};
+
 /// One certificate with its chain and key, parsed once; handed to each handshake by SNI.
 struct loaded_cert {
   std::unique_ptr<X509, x509_free> leaf;
   std::unique_ptr<STACK_OF(X509), chain_free> chain;
   std::unique_ptr<EVP_PKEY, pkey_free> key;
+  std::unique_ptr<const ocsp_staple> ocsp;  ///< null: nothing to staple
   tls_certificate_info info;
 };
+
+std::time_t to_time_t(const ASN1_GENERALIZEDTIME* t) {
+  std::tm tm{};
+  if (t == nullptr || ASN1_TIME_to_tm(t, &tm) != 1) return 0;
+  return timegm(&tm);
+}
+
+std::string time_text(std::time_t t) {
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
 
 std::string name_text(X509_NAME* n) {
   BIO* b = BIO_new(BIO_s_mem());
@@ -147,14 +186,135 @@ loaded_cert load_cert(const config::tls_certificate& c) {
   return out;
 }
 
+// The OCSP response in `file` for `cert`, checked: a DER OCSPResponse with responseStatus
+// successful and a BasicOCSPResponse holding a SingleResponse whose CertID (with the hash the
+// responder used) names this leaf and its issuer, the issuer being found in certFile's chain;
+// thisUpdate not in the future (5 minutes of clock skew allowed) and nextUpdate, if any, not
+// passed. Not checked: the responder's signature and authority (the client verifies them against
+// its own trust store; the proxy only relays the response, and a response it cannot judge costs
+// nothing but a failed verification on the client). A revoked or unknown status is stapled as
+// it is (the truth is the client's to act on) with a warning. Returns null and sets *why on failure.
+std::unique_ptr<const ocsp_staple> load_ocsp(const std::string& file, const loaded_cert& cert, std::string* why) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) {
+    *why = "cannot open file: " + std::string(std::strerror(errno));
+    return nullptr;
+  }
+  auto out = std::make_unique<ocsp_staple>();
+  out->file = file;
+  out->der.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  if (out->der.empty()) {
+    *why = "the file is empty";
+    return nullptr;
+  }
+  const auto* p = reinterpret_cast<const unsigned char*>(out->der.data());
+  std::unique_ptr<OCSP_RESPONSE, ocsp_response_free> resp{d2i_OCSP_RESPONSE(nullptr, &p, static_cast<long>(out->der.size()))};
+  ERR_clear_error();
+  if (!resp) {
+    *why = "not a DER OCSP response (convert a PEM or base64 one with `openssl base64 -d`)";
+    return nullptr;
+  }
+  if (p != reinterpret_cast<const unsigned char*>(out->der.data()) + out->der.size()) {
+    *why = "bytes after the end of the OCSP response";
+    return nullptr;
+  }
+  if (const int status = OCSP_response_status(resp.get()); status != OCSP_RESPONSE_STATUS_SUCCESSFUL) {
+    *why = std::string("the responder answered \"") + OCSP_response_status_str(status) + "\", not \"successful\"";
+    return nullptr;
+  }
+  std::unique_ptr<OCSP_BASICRESP, ocsp_basic_free> basic{OCSP_response_get1_basic(resp.get())};
+  ERR_clear_error();
+  if (!basic) {
+    *why = "no basic OCSP response in it";
+    return nullptr;
+  }
+  X509* leaf = cert.leaf.get();
+  X509* issuer = nullptr;
+  for (int i = 0; i < sk_X509_num(cert.chain.get()) && issuer == nullptr; ++i) {
+    X509* candidate = sk_X509_value(cert.chain.get(), i);
+    if (X509_check_issued(candidate, leaf) == X509_V_OK) issuer = candidate;
+  }
+  if (issuer == nullptr) {
+    *why = "the issuer of the certificate (" + name_text(X509_get_issuer_name(leaf)) + ") is not in " +
+           cert.info.file + ": append it after the certificate so the response can be matched";
+    return nullptr;
+  }
+  OCSP_SINGLERESP* single = nullptr;
+  for (int i = 0; i < OCSP_resp_count(basic.get()) && single == nullptr; ++i) {
+    OCSP_SINGLERESP* candidate = OCSP_resp_get0(basic.get(), i);
+    const OCSP_CERTID* id = OCSP_SINGLERESP_get0_id(candidate);
+    ASN1_OBJECT* md_oid = nullptr;
+    if (OCSP_id_get0_info(nullptr, &md_oid, nullptr, nullptr, const_cast<OCSP_CERTID*>(id)) != 1) continue;
+    const EVP_MD* md = EVP_get_digestbyobj(md_oid);
+    if (md == nullptr) continue;
+    std::unique_ptr<OCSP_CERTID, ocsp_certid_free> mine{OCSP_cert_to_id(md, leaf, issuer)};
+    if (mine && OCSP_id_cmp(mine.get(), id) == 0) single = candidate;
+  }
+  ERR_clear_error();
+  if (single == nullptr) {
+    *why = "it is not about this certificate (no response for serial " + cert.info.serial + " issued by " +
+           name_text(X509_get_subject_name(issuer)) + ")";
+    return nullptr;
+  }
+  int reason = 0;
+  ASN1_GENERALIZEDTIME *revoked_at = nullptr, *this_update = nullptr, *next_update = nullptr;
+  const int status = OCSP_single_get0_status(single, &reason, &revoked_at, &this_update, &next_update);
+  // thisUpdate: a responder's clock may run a little ahead; nextUpdate: the same rule as each
+  // handshake applies (stale the second it passes), so load and handshake agree.
+  if (OCSP_check_validity(this_update, nullptr, 300, -1) != 1) {
+    ERR_clear_error();
+    *why = "its thisUpdate (" + time_text(to_time_t(this_update)) + ") is in the future";
+    return nullptr;
+  }
+  out->next_update = next_update ? to_time_t(next_update) : 0;
+  if (next_update && out->next_update <= std::time(nullptr)) {
+    *why = "it is stale: its nextUpdate (" + time_text(out->next_update) + ") has passed";
+    return nullptr;
+  }
+  out->cert_status = status;
+  return out;
+}
+
 }  // namespace
 
 struct tls_server_context::impl {
   asio::ssl::context ctx{asio::ssl::context::tls_server};
   std::vector<loaded_cert> certs;  ///< [0]: the default
   std::vector<tls_certificate_info> info;
+  std::string service_id;
   bool client_auth = false;
   bool crl = false;
+
+  // OCSP stapling: runs inside the handshake after SNI chose the certificate, only when the
+  // client sent status_request. Staples that certificate's response while it is fresh; nothing
+  // otherwise (NOACK: the handshake goes on without it). Reads only what load_ocsp built; the
+  // copy is OpenSSL's to free.
+  static int on_status_request(SSL* ssl, void* arg) {
+    auto* self = static_cast<impl*>(arg);
+    if (SSL_get_tlsext_status_type(ssl) != TLSEXT_STATUSTYPE_ocsp) return SSL_TLSEXT_ERR_NOACK;
+    const X509* leaf = SSL_get_certificate(ssl);
+    for (const auto& c : self->certs) {
+      if (c.leaf.get() != leaf) continue;
+      const ocsp_staple* staple = c.ocsp.get();
+      if (staple == nullptr) return SSL_TLSEXT_ERR_NOACK;
+      if (staple->next_update != 0 && staple->next_update <= std::time(nullptr)) {
+        if (!staple->stale_logged.exchange(true))
+          spdlog::warn("{}: OCSP response {} went stale (nextUpdate {}); no longer stapled until it is replaced",
+                       self->service_id, staple->file, time_text(staple->next_update));
+        return SSL_TLSEXT_ERR_NOACK;
+      }
+      auto* copy = static_cast<unsigned char*>(OPENSSL_malloc(staple->der.size()));
+      if (copy == nullptr) return SSL_TLSEXT_ERR_NOACK;
+      std::memcpy(copy, staple->der.data(), staple->der.size());
+      if (SSL_set_tlsext_status_ocsp_resp(ssl, copy, static_cast<long>(staple->der.size())) != 1) {
+        OPENSSL_free(copy);
+        ERR_clear_error();
+        return SSL_TLSEXT_ERR_NOACK;
+      }
+      return SSL_TLSEXT_ERR_OK;
+    }
+    return SSL_TLSEXT_ERR_NOACK;
+  }
 
   // SNI: the first certificate whose names match the requested name serves the handshake; no
   // name, or one no certificate matches, gets the default (the first). Runs inside the handshake
@@ -221,9 +381,32 @@ tls_server_context::tls_server_context(const config::tls_settings& s, const std:
   // full handshake, which then does a full one.
   SSL_CTX_set_num_tickets(ctx, 1);
 
+  m.service_id = service_id;
+  bool any_ocsp = false;
   for (const auto& c : s.certificates) {
     m.certs.push_back(load_cert(c));
-    m.info.push_back(m.certs.back().info);
+    auto& loaded = m.certs.back();
+    // Stapling is optional: a response that cannot be used is a warning and the certificate is
+    // served without one, never refused.
+    if (!c.ocsp_response_file.empty()) {
+      std::string why;
+      loaded.ocsp = load_ocsp(c.ocsp_response_file, loaded, &why);
+      if (loaded.ocsp) {
+        any_ocsp = true;
+        if (loaded.ocsp->cert_status != V_OCSP_CERTSTATUS_GOOD)
+          spdlog::warn("{}: OCSP response {} says the certificate {} is {}; stapled as it is", service_id,
+                       c.ocsp_response_file, c.cert_file, OCSP_cert_status_str(loaded.ocsp->cert_status));
+        loaded.info.ocsp_next_update = loaded.ocsp->next_update;
+        spdlog::info("{}: OCSP response {} loaded for {} (stapled when clients ask; nextUpdate {})", service_id,
+                     c.ocsp_response_file, c.cert_file,
+                     loaded.ocsp->next_update ? time_text(loaded.ocsp->next_update) : std::string("none"));
+      } else {
+        spdlog::warn("{}: OCSP response {} not stapled: {}", service_id, c.ocsp_response_file, why);
+      }
+      loaded.info.ocsp_file = c.ocsp_response_file;
+      loaded.info.ocsp_stapled = loaded.ocsp != nullptr;
+    }
+    m.info.push_back(loaded.info);
   }
   if (m.certs.empty()) throw std::runtime_error("no certificate");
   auto& def = m.certs.front();
@@ -231,6 +414,10 @@ tls_server_context::tls_server_context(const config::tls_settings& s, const std:
     fail("cannot use the certificate", s.certificates.front().cert_file);
   SSL_CTX_set_tlsext_servername_callback(ctx, &impl::on_servername);
   SSL_CTX_set_tlsext_servername_arg(ctx, impl_.get());
+  if (any_ocsp) {
+    SSL_CTX_set_tlsext_status_cb(ctx, &impl::on_status_request);
+    SSL_CTX_set_tlsext_status_arg(ctx, impl_.get());
+  }
 
   if (!s.client_ca_file.empty()) {
     m.client_auth = true;
@@ -304,6 +491,7 @@ std::shared_ptr<const tls_server_context> tls_context_cache::server(const config
   for (const auto& c : svc.tls.certificates) {
     files.push_back(c.cert_file);
     files.push_back(c.key_file);
+    if (!c.ocsp_response_file.empty()) files.push_back(c.ocsp_response_file);
   }
   if (!svc.tls.client_ca_file.empty()) files.push_back(svc.tls.client_ca_file);
   if (!svc.tls.crl_file.empty()) files.push_back(svc.tls.crl_file);

@@ -12,7 +12,17 @@
 // renegotiation at all (the client cannot start one: CVE-2009-3555 class and CPU exhaustion);
 // session resumption from a server-side session cache shared by the workers (TLS 1.2 session ids,
 // TLS 1.3 stateful tickets), no stateless tickets.
+//
+// OCSP stapling (tls.ocspResponseFile per certificate, as HAProxy's .ocsp files): the proxy makes
+// no request of its own; an operator's job (or `openssl ocsp -respout`) writes a DER response next
+// to the certificate and the file is reloaded like the certificate. At load the response must
+// parse, say "successful", hold a SingleResponse for this leaf (its issuer found in certFile's
+// chain) and be fresh; the responder's signature is not verified (the client does that against its
+// own trust store). A response that fails is a warning and the certificate is served unstapled.
+// Each handshake that asks (status_request) gets the selected certificate's response while its
+// nextUpdate is ahead of the clock: one that goes stale while running stops being stapled.
 #include <chrono>
+#include <ctime>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -35,6 +45,9 @@ struct tls_certificate_info {
   std::string key_type;    ///< "ECDSA P-256", "RSA 2048"
   std::string serial;      ///< hex
   std::chrono::system_clock::time_point not_after;
+  std::string ocsp_file;         ///< ocspResponseFile ("" none)
+  bool ocsp_stapled = false;     ///< the response passed the load-time checks
+  std::time_t ocsp_next_update = 0;  ///< its nextUpdate (0: none)
 };
 
 /// The server side of TLS termination for one Service.

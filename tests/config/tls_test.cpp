@@ -126,3 +126,61 @@ TEST_CASE("annotations: tls-cert-file and friends, SNI pairs, upstream-tls") {
   CHECK(has_problem(p, "unknown annotation \"nodeport-proxy.io/tls-crt\""));
   CHECK(has_problem(p, "\"nodeport-proxy.io/tls-cert-file\""));
 }
+
+TEST_CASE("ocspResponseFile: per certificate, relative to the file's directory, watched, contents left to the proxy") {
+  scratch_dir dir("tls-ocsp");
+  for (auto name : {"cert.pem", "key.pem"})
+    std::filesystem::copy_file(fixture("tls") / name, std::filesystem::path(dir.write("x", "")).parent_path() / name);
+  // The response file need not exist yet: stapling is optional and a broken or missing response
+  // is the proxy's warning, never a configuration problem.
+  auto path = dir.write("svc.json", native(R"("tls": {"certFile": "cert.pem", "keyFile": "key.pem",
+      "ocspResponseFile": "ocsp/cert.der",
+      "certificates": [{"certFile": "cert.pem", "keyFile": "key.pem"},
+                       {"certFile": "cert.pem", "keyFile": "key.pem", "ocspResponseFile": "/abs/other.der"}]},)"));
+  auto snap = load_file(path, {});
+  const auto base = std::filesystem::absolute(path).parent_path();
+  const auto& certs = snap.services.at(0).tls.certificates;
+  REQUIRE(certs.size() == 3);
+  CHECK(certs[0].ocsp_response_file == (base / "ocsp/cert.der").string());
+  CHECK(certs[1].ocsp_response_file.empty());
+  CHECK(certs[2].ocsp_response_file == "/abs/other.der");
+  CHECK(tls_files(snap) == std::vector<std::string>{(base / "cert.pem").string(), (base / "key.pem").string(),
+                                                     (base / "ocsp/cert.der").string(), "/abs/other.der"});
+}
+
+TEST_CASE("ocspResponseFile: wrong type, empty, unknown sibling keys") {
+  const std::string d = tls_dir();
+  const std::string pair = R"("certFile": ")" + d + R"(/cert.pem", "keyFile": ")" + d + R"(/key.pem")";
+  auto p = any_problems(native(R"("tls": {)" + pair + R"(, "ocspResponseFile": 42},)"));
+  CHECK(has_problem(p, "services[0].tls.ocspResponseFile: Invalid value: 42: must be a string"));
+  p = any_problems(native(R"("tls": {)" + pair + R"(, "ocspResponseFile": ""},)"));
+  CHECK(has_problem(p, "services[0].tls.ocspResponseFile: Required value: a file name"));
+  p = any_problems(native(R"("tls": {)" + pair + R"(, "certificates": [{)" + pair + R"(, "ocspResponseFile": true}]},)"));
+  CHECK(has_problem(p, "services[0].tls.certificates[0].ocspResponseFile: Invalid value: true: must be a string"));
+  p = any_problems(native(R"("tls": {)" + pair + R"(, "ocspFile": "x.der"},)"));
+  CHECK(has_problem(p, "services[0].tls: unknown field \"ocspFile\""));
+}
+
+TEST_CASE("annotations: tls-ocsp-response-file and a third item in tls-sni-certificates") {
+  const std::string d = tls_dir();
+  auto snap = load_any(manifest("    nodeport-proxy.io/tls-cert-file: " + d + "/cert.pem\n" +
+                                "    nodeport-proxy.io/tls-key-file: " + d + "/key.pem\n" +
+                                "    nodeport-proxy.io/tls-ocsp-response-file: /etc/ocsp/default.der\n" +
+                                "    nodeport-proxy.io/tls-sni-certificates: \"" + d + "/cert.pem," + d +
+                                "/key.pem, /etc/ocsp/sni.der;" + d + "/cert.pem," + d + "/key.pem\"\n"));
+  const auto& certs = snap.services.at(0).tls.certificates;
+  REQUIRE(certs.size() == 3);
+  CHECK(certs[0].ocsp_response_file == "/etc/ocsp/default.der");
+  CHECK(certs[1].ocsp_response_file == "/etc/ocsp/sni.der");
+  CHECK(certs[2].ocsp_response_file.empty());
+
+  auto p = any_problems(manifest("    nodeport-proxy.io/tls-ocsp-response-file: /etc/ocsp/default.der\n"));
+  CHECK(has_problem(p, "metadata.annotations[nodeport-proxy.io/tls-ocsp-response-file]: Forbidden: TLS is off"));
+  p = any_problems(manifest("    nodeport-proxy.io/tls-cert-file: " + d + "/cert.pem\n" +
+                            "    nodeport-proxy.io/tls-key-file: " + d + "/key.pem\n" +
+                            "    nodeport-proxy.io/tls-ocsp-response-file: \" \"\n" +
+                            "    nodeport-proxy.io/tls-sni-certificates: \"a,b,c,d\"\n"));
+  CHECK(has_problem(p, "metadata.annotations[nodeport-proxy.io/tls-ocsp-response-file]: Required value: a file name"));
+  CHECK(has_problem(p, "metadata.annotations[nodeport-proxy.io/tls-sni-certificates]: Invalid value: \"a,b,c,d\": must be "
+                       "\"CERT_FILE,KEY_FILE\" or \"CERT_FILE,KEY_FILE,OCSP_RESPONSE_FILE\""));
+}
