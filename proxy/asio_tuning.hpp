@@ -42,6 +42,64 @@ auto& socket_impl(Socket& s) {
   };
   return access::impl(s);
 }
+
+/// What drain_read and readable_wait share: a reactor operation on one socket's registration
+/// that reports to a plain function cb(target, tag, ec, n) on the socket's io_context, holding
+/// `keep` (the owner) until then. One object is reused: at most one is outstanding. Subclasses
+/// supply perform(), which sees skip_ set only during the attempt start_op makes at once.
+class callback_op : public boost::asio::detail::reactor_op {
+ public:
+  using callback = void (*)(void* target, int tag, const boost::system::error_code& ec, std::size_t n);
+
+ protected:
+  explicit callback_op(perform_func_type perform) : reactor_op(boost::system::error_code(), perform, &complete) {}
+
+  /// Hands the operation to the reactor. skip: the caller knows the socket is empty (see
+  /// drain_read), so the immediate attempt must report "not yet"; every later attempt comes
+  /// from an epoll edge.
+  template <class Socket>
+  void submit(boost::asio::io_context& ctx, Socket& s, std::shared_ptr<void> keep, callback cb, void* target, int tag,
+              bool skip) {
+    keep_ = std::move(keep);
+    cb_ = cb;
+    target_ = target;
+    tag_ = tag;
+    ec_ = boost::system::error_code();
+    bytes_transferred_ = 0;
+    cancellation_key_ = nullptr;
+    auto& impl = socket_impl(s);
+    // An owner's sockets all belong to one io_context: look its reactor up once (use_service
+    // takes a lock).
+    if (!reactor_) reactor_ = &boost::asio::use_service<boost::asio::detail::reactor>(ctx);
+    skip_ = skip;
+    reactor_->start_op(boost::asio::detail::reactor::read_op, impl.socket_, impl.reactor_data_, this,
+                       /*is_continuation=*/false, /*allow_speculative=*/true);
+    skip_ = false;
+  }
+
+  bool skip_ = false;
+
+ private:
+  static void complete(void* owner, boost::asio::detail::operation* base, const boost::system::error_code&,
+                       std::size_t) {
+    auto* o = static_cast<callback_op*>(base);
+    // Everything out of the object first: the callback may start the next operation with it.
+    std::shared_ptr<void> keep = std::move(o->keep_);
+    if (!owner) return;  // the io_context is being destroyed: no callback
+    const callback cb = o->cb_;
+    void* const target = o->target_;
+    const int tag = o->tag_;
+    const boost::system::error_code ec = o->ec_;
+    const std::size_t n = o->bytes_transferred_;
+    cb(target, tag, ec, n);
+  }
+
+  boost::asio::detail::reactor* reactor_ = nullptr;
+  std::shared_ptr<void> keep_;
+  callback cb_ = nullptr;
+  void* target_ = nullptr;
+  int tag_ = 0;
+};
 #endif
 }  // namespace detail
 
@@ -97,14 +155,14 @@ inline void mark_non_blocking(boost::asio::ip::tcp::socket& s) {
 /// One object serves one socket direction and is reused: at most one receive is outstanding.
 class drain_read
 #if NPP_ASIO_TUNED
-    : private boost::asio::detail::reactor_op
+    : private detail::callback_op
 #endif
 {
  public:
   using callback = void (*)(void* target, int tag, const boost::system::error_code& ec, std::size_t n);
 
 #if NPP_ASIO_TUNED
-  drain_read() : reactor_op(boost::system::error_code(), &perform, &complete) {}
+  drain_read() : callback_op(&perform) {}
 #else
   drain_read() = default;
 #endif
@@ -122,21 +180,7 @@ class drain_read
     fd_ = s.native_handle();
     buf_ = buf;
     size_ = size;
-    keep_ = std::move(keep);
-    cb_ = cb;
-    target_ = target;
-    tag_ = tag;
-    ec_ = boost::system::error_code();
-    bytes_transferred_ = 0;
-    cancellation_key_ = nullptr;
-    auto& impl = detail::socket_impl(s);
-    skip_ = known_empty;  // only for the attempt start_op makes at once; an edge's attempt reads
-    // An owner's sockets all belong to one io_context: look its reactor up once (use_service
-    // takes a lock).
-    if (!reactor_) reactor_ = &boost::asio::use_service<reactor>(ctx);
-    reactor_->start_op(boost::asio::detail::reactor::read_op, impl.socket_, impl.reactor_data_, this,
-                       /*is_continuation=*/false, /*allow_speculative=*/true);
-    skip_ = false;
+    submit(ctx, s, std::move(keep), cb, target, tag, known_empty);
 #else
     (void)ctx;
     (void)known_empty;
@@ -149,8 +193,6 @@ class drain_read
 
 #if NPP_ASIO_TUNED
  private:
-  using reactor = boost::asio::detail::reactor;
-
   static status perform(reactor_op* base) {
     auto* o = static_cast<drain_read*>(base);
     if (o->skip_) return not_done;
@@ -189,29 +231,9 @@ class drain_read
     return -1;
   }
 
-  static void complete(void* owner, boost::asio::detail::operation* base, const boost::system::error_code&,
-                       std::size_t) {
-    auto* o = static_cast<drain_read*>(base);
-    // Everything out of the object first: the callback may start the next receive with it.
-    std::shared_ptr<void> keep = std::move(o->keep_);
-    if (!owner) return;  // the io_context is being destroyed: no callback
-    const callback cb = o->cb_;
-    void* const target = o->target_;
-    const int tag = o->tag_;
-    const boost::system::error_code ec = o->ec_;
-    const std::size_t n = o->bytes_transferred_;
-    cb(target, tag, ec, n);
-  }
-
-  reactor* reactor_ = nullptr;
   int fd_ = -1;
   char* buf_ = nullptr;
   std::size_t size_ = 0;
-  std::shared_ptr<void> keep_;
-  callback cb_ = nullptr;
-  void* target_ = nullptr;
-  int tag_ = 0;
-  bool skip_ = false;
 #endif
 };
 
@@ -232,71 +254,39 @@ class drain_read
 /// One object serves one socket and is reused: at most one wait is outstanding.
 class readable_wait
 #if NPP_ASIO_TUNED
-    : private boost::asio::detail::reactor_op
+    : private detail::callback_op
 #endif
 {
  public:
-  using callback = void (*)(void* target, const boost::system::error_code& ec);
+  /// tag is the caller's, n is always 0.
+  using callback = void (*)(void* target, int tag, const boost::system::error_code& ec, std::size_t n);
 
 #if NPP_ASIO_TUNED
-  readable_wait() : reactor_op(boost::system::error_code(), &perform, &complete) {}
+  readable_wait() : callback_op(&perform) {}
 #else
   readable_wait() = default;
 #endif
   readable_wait(const readable_wait&) = delete;
   readable_wait& operator=(const readable_wait&) = delete;
 
-  /// Calls cb(target, ec) on ctx once s (owned by ctx) is readable or has an error pending, with
-  /// operation_aborted if s is closed first. keep is held until then.
+  /// Calls cb(target, 0, ec, 0) on ctx once s (owned by ctx) is readable or has an error
+  /// pending, with operation_aborted if s is closed first. keep is held until then.
   template <class Socket>
   void start(boost::asio::io_context& ctx, Socket& s, std::shared_ptr<void> keep, callback cb, void* target,
              bool known_empty) {
 #if NPP_ASIO_TUNED
-    keep_ = std::move(keep);
-    cb_ = cb;
-    target_ = target;
-    ec_ = boost::system::error_code();
-    bytes_transferred_ = 0;
-    cancellation_key_ = nullptr;
-    auto& impl = detail::socket_impl(s);
-    if (!reactor_) reactor_ = &boost::asio::use_service<reactor>(ctx);
-    // The reactor's immediate attempt (perform) reports "not yet" for a socket known empty;
-    // every later attempt comes from an edge and reports "ready".
-    skip_ = known_empty;
-    reactor_->start_op(boost::asio::detail::reactor::read_op, impl.socket_, impl.reactor_data_, this,
-                       /*is_continuation=*/false, /*allow_speculative=*/true);
-    skip_ = false;
+    submit(ctx, s, std::move(keep), cb, target, 0, known_empty);
 #else
     (void)ctx;
     (void)known_empty;
     s.async_wait(boost::asio::socket_base::wait_read,
-                 [keep = std::move(keep), cb, target](const boost::system::error_code& ec) { cb(target, ec); });
+                 [keep = std::move(keep), cb, target](const boost::system::error_code& ec) { cb(target, 0, ec, 0); });
 #endif
   }
 
 #if NPP_ASIO_TUNED
  private:
-  using reactor = boost::asio::detail::reactor;
-
   static status perform(reactor_op* base) { return static_cast<readable_wait*>(base)->skip_ ? not_done : done; }
-
-  static void complete(void* owner, boost::asio::detail::operation* base, const boost::system::error_code&,
-                       std::size_t) {
-    auto* o = static_cast<readable_wait*>(base);
-    // Everything out of the object first: the callback may start the next wait with it.
-    std::shared_ptr<void> keep = std::move(o->keep_);
-    if (!owner) return;  // the io_context is being destroyed: no callback
-    const callback cb = o->cb_;
-    void* const target = o->target_;
-    const boost::system::error_code ec = o->ec_;
-    cb(target, ec);
-  }
-
-  reactor* reactor_ = nullptr;
-  std::shared_ptr<void> keep_;
-  callback cb_ = nullptr;
-  void* target_ = nullptr;
-  bool skip_ = false;
 #endif
 };
 

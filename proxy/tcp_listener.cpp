@@ -48,7 +48,7 @@ void tcp_listener::do_accept(bool known_empty) {
   // socket was opened) may find the queue non-empty; every other wait follows an EAGAIN.
   ready_.start(
       worker_.context(), acceptor_, shared_from_this(),
-      [](void* target, const error_code& ec) {
+      [](void* target, int, const error_code& ec, std::size_t) {
         auto* self = static_cast<tcp_listener*>(target);
         if (ec || !self->acceptor_.is_open()) return;  // closed by an update or the drain
         self->accept_queued();

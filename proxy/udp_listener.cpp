@@ -63,7 +63,7 @@ port_counters& udp_listener::counters(const port_runtime& p) { return p.stats->w
 void udp_listener::do_wait(bool known_empty) {
   ready_.start(
       worker_.context(), socket_, shared_from_this(),
-      [](void* target, const error_code& ec) {
+      [](void* target, int, const error_code& ec, std::size_t) {
         auto* self = static_cast<udp_listener*>(target);
         if (self->closed_ || ec) return;
         self->on_readable();
@@ -310,7 +310,7 @@ udp_listener::session_ptr udp_listener::create_session(const client_key& key, co
 void udp_listener::wait_upstream(const session_ptr& s, bool known_empty) {
   s->upstream_ready.start(
       worker_.context(), s->upstream, s,
-      [](void* target, const error_code& ec) {
+      [](void* target, int, const error_code& ec, std::size_t) {
         auto* sp = static_cast<session*>(target);
         if (sp->closed || ec) return;
         sp->owner->on_upstream_readable(sp->shared_from_this());
