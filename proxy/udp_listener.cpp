@@ -281,11 +281,12 @@ udp_listener::session_ptr udp_listener::create_session(const client_key& key, co
   error_code ec;
   // Born non-blocking (SOCK_NONBLOCK, and adopt_socket tells Asio so: no ioctl per session).
   const int fd = ::socket(target.protocol().family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0)
+  if (fd < 0) {
     ec.assign(errno, boost::system::system_category());
-  else
-    adopt_socket(s->upstream, target.protocol(), fd, ec);  // on failure assign leaves fd open
-  if (fd >= 0 && ec && !s->upstream.is_open()) ::close(fd);
+  } else {
+    adopt_socket(s->upstream, target.protocol(), fd, ec);
+    if (ec) ::close(fd);  // not taken
+  }
   if (!ec) s->upstream.connect(target, ec);  // no packet: only fixes the peer and enables ICMP reports
   if (ec) {
     bump(c.udp_dropped_buffer_full);
