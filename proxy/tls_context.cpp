@@ -60,24 +60,19 @@ std::string fingerprint_of(const std::vector<std::string>& files, const std::str
   return out;
 }
 
-struct x509_free {
-  void operator()(X509* x) const { X509_free(x); }
+/// unique_ptr deleter calling an OpenSSL free function: std::unique_ptr<X509, openssl_free<X509_free>>.
+template <auto Free>
+struct openssl_free {
+  template <class T>
+  void operator()(T* p) const { Free(p); }
 };
-struct pkey_free {
-  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
-};
-struct chain_free {
+using x509_free = openssl_free<X509_free>;
+using pkey_free = openssl_free<EVP_PKEY_free>;
+using ocsp_response_free = openssl_free<OCSP_RESPONSE_free>;
+using ocsp_basic_free = openssl_free<OCSP_BASICRESP_free>;
+using ocsp_certid_free = openssl_free<OCSP_CERTID_free>;
+struct chain_free {  // sk_X509_pop_free is a macro
   void operator()(STACK_OF(X509) * s) const { sk_X509_pop_free(s, X509_free); }
-};
-
-struct ocsp_response_free {
-  void operator()(OCSP_RESPONSE* r) const { OCSP_RESPONSE_free(r); }
-};
-struct ocsp_basic_free {
-  void operator()(OCSP_BASICRESP* b) const { OCSP_BASICRESP_free(b); }
-};
-struct ocsp_certid_free {
-  void operator()(OCSP_CERTID* c) const { OCSP_CERTID_free(c); }
 };
 
 /// An OCSP response checked at load time and ready to staple: the handshake only copies `der`
