@@ -676,12 +676,13 @@ void decode_kubernetes_item(const json& doc, std::string_view default_kind, deco
 
 snapshot assemble(std::vector<decoded_input> inputs, const load_options& opts, std::vector<problem>& problems) {
   snapshot snap;
+  std::vector<service> services;  // joined here, then moved into snap.services
   std::map<std::string, std::string> skipped;
   std::vector<endpoint_slice> slices;
   std::vector<backend_entry> backends;
   std::optional<port_range> file_range;
   for (auto& in : inputs) {
-    for (auto& svc : in.services) snap.services.push_back(std::move(svc));
+    for (auto& svc : in.services) services.push_back(std::move(svc));
     skipped.merge(in.skipped);
     for (auto& s : in.slices) slices.push_back(std::move(s));
     for (auto& b : in.backends) backends.push_back(std::move(b));
@@ -697,7 +698,7 @@ snapshot assemble(std::vector<decoded_input> inputs, const load_options& opts, s
 
   // The first Service with an id receives the endpoints; a duplicate is reported by check_and_allocate().
   std::map<std::string, std::size_t> by_id;
-  for (std::size_t i = 0; i < snap.services.size(); ++i) by_id.emplace(snap.services[i].id(), i);
+  for (std::size_t i = 0; i < services.size(); ++i) by_id.emplace(services[i].id(), i);
 
   for (const auto& slice : slices) {
     auto it = by_id.find(slice.ns + "/" + slice.service);
@@ -706,7 +707,7 @@ snapshot assemble(std::vector<decoded_input> inputs, const load_options& opts, s
         snap.notes.push_back(slice.label + ": ignored: Service " + slice.ns + "/" + slice.service + " not found");
       continue;
     }
-    service& svc = snap.services[it->second];
+    service& svc = services[it->second];
     for (auto& port : svc.ports) {
       endpoint_merger merger(port);
       for (const auto& sp : slice.ports) {
@@ -730,7 +731,7 @@ snapshot assemble(std::vector<decoded_input> inputs, const load_options& opts, s
                               : "Invalid value: " + quote(id) + ": the Service is not proxied (" + why->second + ")"});
       continue;
     }
-    service& svc = snap.services[it->second];
+    service& svc = services[it->second];
     for (const auto& bp : entry.ports) {
       bool matched = false;
       for (auto& port : svc.ports) {
@@ -753,11 +754,13 @@ snapshot assemble(std::vector<decoded_input> inputs, const load_options& opts, s
   }
 
   // What the EndpointSlice controller does for such Services (kubernetes_objects.hpp).
-  for (auto& svc : snap.services)
+  for (auto& svc : services)
     if (svc.publish_not_ready_addresses)
       for (auto& port : svc.ports)
         for (auto& ep : port.endpoints) ep.ready = true;
 
+  snap.services.reserve(services.size());
+  for (auto& svc : services) snap.services.push_back(std::move(svc));
   check_and_allocate(snap, problems);
 
   if (problems.empty()) {

@@ -5,6 +5,13 @@
 
 namespace npp::config {
 
+service& service_list::edit(std::size_t i) {
+  item& it = items_.at(i);
+  if (!it.writable || it.ptr.use_count() != 1) it = {std::make_shared<service>(*it.ptr), true};
+  // The object was created non-const by this list and nobody else holds it.
+  return const_cast<service&>(*it.ptr);
+}
+
 std::string_view to_string(protocol p) {
   switch (p) {
     case protocol::tcp: return "TCP";

@@ -4,6 +4,8 @@
 // proxy/ reads it and never parses a file format. A published snapshot is never mutated.
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -135,9 +137,82 @@ struct service {
   std::string id() const { return ns + "/" + name; }
 };
 
+/// The Services of a snapshot, in order. Each is held through a shared_ptr so that consecutive
+/// snapshots share the Services that did not change: the API source rebuilds only the Services an
+/// event touched (config/kube_store.cpp), and the reconciler skips a Service whose object it has
+/// already applied. Reading is by const reference, as from a vector; writing goes through edit(),
+/// which first copies a Service that another holder (an older snapshot, the store) still shares,
+/// so a published snapshot is never changed through a newer one.
+class service_list {
+  struct item {
+    std::shared_ptr<const service> ptr;
+    bool writable = false;  ///< created here (not const), so edit() may change it once it is unshared
+  };
+  using storage = std::vector<item>;
+
+ public:
+  using value_type = service;
+  class const_iterator {
+   public:
+    using iterator_category = std::random_access_iterator_tag;
+    using value_type = service;
+    using difference_type = std::ptrdiff_t;
+    using pointer = const service*;
+    using reference = const service&;
+    const_iterator() = default;
+    explicit const_iterator(storage::const_iterator it) : it_(it) {}
+    reference operator*() const { return *it_->ptr; }
+    pointer operator->() const { return it_->ptr.get(); }
+    reference operator[](difference_type n) const { return *it_[n].ptr; }
+    const_iterator& operator++() { ++it_; return *this; }
+    const_iterator operator++(int) { auto old = *this; ++it_; return old; }
+    const_iterator& operator--() { --it_; return *this; }
+    const_iterator operator--(int) { auto old = *this; --it_; return old; }
+    const_iterator& operator+=(difference_type n) { it_ += n; return *this; }
+    const_iterator& operator-=(difference_type n) { it_ -= n; return *this; }
+    friend const_iterator operator+(const_iterator a, difference_type n) { return a += n; }
+    friend const_iterator operator+(difference_type n, const_iterator a) { return a += n; }
+    friend const_iterator operator-(const_iterator a, difference_type n) { return a -= n; }
+    friend difference_type operator-(const const_iterator& a, const const_iterator& b) { return a.it_ - b.it_; }
+    friend bool operator==(const const_iterator&, const const_iterator&) = default;
+    friend auto operator<=>(const const_iterator&, const const_iterator&) = default;
+
+   private:
+    storage::const_iterator it_;
+  };
+  using iterator = const_iterator;
+
+  service_list() = default;
+  service_list(std::initializer_list<service> services) {
+    for (const auto& s : services) push_back(s);
+  }
+
+  std::size_t size() const { return items_.size(); }
+  bool empty() const { return items_.empty(); }
+  void reserve(std::size_t n) { items_.reserve(n); }
+  void clear() { items_.clear(); }
+  const service& operator[](std::size_t i) const { return *items_[i].ptr; }
+  const service& at(std::size_t i) const { return *items_.at(i).ptr; }
+  const service& front() const { return *items_.front().ptr; }
+  const service& back() const { return *items_.back().ptr; }
+  const_iterator begin() const { return const_iterator(items_.begin()); }
+  const_iterator end() const { return const_iterator(items_.end()); }
+
+  void push_back(service svc) { items_.push_back({std::make_shared<service>(std::move(svc)), true}); }
+  /// Shares `svc` (never null) with whoever else holds it.
+  void push_back(std::shared_ptr<const service> svc) { items_.push_back({std::move(svc), false}); }
+  /// The shared object of Service i: equal pointers mean the same, unchanged Service.
+  const std::shared_ptr<const service>& shared(std::size_t i) const { return items_[i].ptr; }
+  /// Service i for writing, copied first if anyone else holds it.
+  service& edit(std::size_t i);
+
+ private:
+  storage items_;
+};
+
 struct snapshot {
   port_range range;               ///< the nodePort range the snapshot was validated against
-  std::vector<service> services;  ///< in file order
+  service_list services;          ///< in file order
   std::string source;             ///< where it came from (path, "--forward"), for logs
   /// What the loader skipped or decided on the user's behalf, one line each, for debug logs:
   /// "ops/admin-ui: skipped: type ClusterIP has no nodePorts".

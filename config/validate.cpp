@@ -261,7 +261,12 @@ void check_and_allocate(snapshot& snap, std::vector<problem>& problems) {
           if (ep.address.ip.unmapped().is_loopback()) take(ep.address.port);
 
     for (std::size_t i = 0; i < snap.services.size(); ++i) {
-      service& svc = snap.services[i];
+      const service& current = snap.services[i];
+      const bool wants_number =
+          current.health_check_node_port == allocate_health_check_port ||
+          std::any_of(current.ports.begin(), current.ports.end(), [](const service_port& p) { return p.node_port == 0; });
+      if (!wants_number) continue;  // edit() would copy a Service another snapshot shares
+      service& svc = snap.services.edit(i);
       for (std::size_t j = 0; j < svc.ports.size(); ++j) {
         service_port& port = svc.ports[j];
         if (port.node_port != 0) continue;

@@ -101,7 +101,7 @@ TEST_CASE("ad-hoc --forward services skip the range check but still collide") {
   CHECK(snap.services[0].ports[0].node_port == 8080);
 
   snap.services.push_back(forward_service(8080));
-  snap.services[1].name = "forward-8080-again";
+  snap.services.edit(1).name = "forward-8080-again";
   CHECK_THROWS_WITH_AS(validate_and_allocate(snap),
                        doctest::Contains("flags: 1 problem:\n  --forward tcp:8080: Invalid value: 8080: provided port "
                                          "is already allocated (by --forward tcp:8080)"),
@@ -247,7 +247,7 @@ TEST_CASE("a loopback endpoint on the proxy's own nodePort is a self-loop") {
   snap.services.push_back(forward_service(30080));
   endpoint ep;
   ep.address = *host_port::parse("127.0.0.1:30080");
-  snap.services[0].ports[0].endpoints.push_back(ep);
+  snap.services.edit(0).ports[0].endpoints.push_back(ep);
   CHECK(has_problem(problems_of([&] { validate_and_allocate(snap); }), "--forward tcp:30080: Invalid value: \"127.0.0.1:30080\""));
 }
 

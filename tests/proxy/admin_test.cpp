@@ -548,7 +548,7 @@ TEST_CASE("check probes a live proxy and diagnoses each broken service") {
   CHECK(j["ports"][3]["in_range"] == false);
 
   SUBCASE("only the healthy service: exit 0") {
-    snap.services.resize(1);
+    snap.services = {snap.services[0]};
     std::ostringstream ok;
     opts.json = false;
     CHECK(proxy::run_check(snap, opts, ok) == 0);
@@ -568,7 +568,7 @@ TEST_CASE("check probes a live proxy and diagnoses each broken service") {
     config::snapshot udp;
     udp.range = {1024, 65535};
     udp.services = {one_service("dns", free_port(), {be.address()})};
-    udp.services[0].ports[0].proto = config::protocol::udp;
+    udp.services.edit(0).ports[0].proto = config::protocol::udp;
     std::ostringstream out;
     opts.json = true;
     CHECK(proxy::run_check(udp, opts, out) == 0);

@@ -147,7 +147,7 @@ TEST_CASE("an unchanged port keeps its listening sockets across a reload") {
   // Add a second port and change the endpoints of the first: its sockets must stay.
   auto snap = one_port(np, {b->address()});
   auto extra = one_port(other, {a->address()});
-  extra.services[0].name = "other";
+  extra.services.edit(0).name = "other";
   snap.services.push_back(extra.services[0]);
   REQUIRE(srv.apply(snap).errors.empty());
   REQUIRE(wait_until([&] { return listening_inodes(other).size() == 2; }));
@@ -202,7 +202,7 @@ TEST_CASE("a port taken by another process is reported and other ports are still
   int np = free_port();
   auto snap = one_port(np, {be->address()});
   auto second = one_port(taken, {be->address()});
-  second.services[0].name = "taken";
+  second.services.edit(0).name = "taken";
   snap.services.push_back(second.services[0]);
   auto r = srv.apply(snap);
   REQUIRE(r.errors.size() == 1);
