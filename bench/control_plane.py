@@ -141,7 +141,7 @@ def main():
         t_sent = time.time()
         api.event("endpointslices", "MODIFIED", obj)
         i2, _ = wait(r"configuration applied: generation=2", start)
-        print("one MODIFIED EndpointSlice: event sent -> configuration applied: %.0f ms (full rebuild of the snapshot)"
+        print("one MODIFIED EndpointSlice: event sent -> configuration applied: %.0f ms (one Service assembled and applied again)"
               % ((ts(lines[i2]) - t_sent) * 1000))
         print("memory after the update: %s" % rss(proxy_pid()))
     finally:

@@ -94,6 +94,7 @@ struct service_port {
   /// Problem path of this port as the user wrote it ("services[0].ports[1]",
   /// "Service ops/admin-ui: spec.ports[1]"); empty: derived from its position. Informational.
   std::string origin;
+  friend bool operator==(const service_port&, const service_port&) = default;
 };
 
 struct service {
@@ -135,6 +136,7 @@ struct service {
   upstream_tls_settings upstream_tls;
   /// "namespace/name"
   std::string id() const { return ns + "/" + name; }
+  friend bool operator==(const service&, const service&) = default;
 };
 
 /// The Services of a snapshot, in order. Each is held through a shared_ptr so that consecutive

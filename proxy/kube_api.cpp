@@ -619,7 +619,8 @@ struct api_source::impl : std::enable_shared_from_this<api_source::impl> {
                    store.size(config::api_kind::service), store.size(config::api_kind::endpoint_slice), us / 1000,
                    cpu_us / 1000);
     else
-      spdlog::debug("API: sync: snapshot built in {} us ({} us CPU)", us, cpu_us);
+      spdlog::debug("API: sync: snapshot built in {} us ({} us CPU; {} Service(s) assembled again{})", us, cpu_us,
+                    store.last_build_assembled(), store.last_build_whole() ? ", then the whole set" : "");
     first_sync_done = true;
     if (snap)
       for (const auto& note : snap->notes) spdlog::debug("API: {}", note);

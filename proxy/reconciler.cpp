@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <latch>
+#include <unordered_set>
 
 #include "proxy/endpoint_format.hpp"
 #include "proxy/worker.hpp"
@@ -124,138 +125,193 @@ std::shared_ptr<const port_runtime> reconciler::health_check_runtime(const confi
   return rt;
 }
 
-apply_result reconciler::apply(const config::snapshot& snap) {
-  apply_result result;
-  std::map<port_id, std::shared_ptr<const port_runtime>> next_ports;
-  std::set<std::string> live_stats, live_services;
-  for (const auto& svc : snap.services) {
-    live_services.insert(svc.id());
-    for (const auto& sp : svc.ports) {
-      ++result.ports;
-      const port_id id{sp.proto, sp.node_port};
-      next_ports[id] = runtime_for(svc, sp, result);
-      live_stats.insert(svc.id() + "/" + sp.name + "/" + std::string(config::to_string(sp.proto)));
-    }
-    if (svc.health_check_node_port > 0) {
-      next_ports[{config::protocol::tcp, svc.health_check_node_port}] = health_check_runtime(svc);
-      live_stats.insert(svc.id() + "/healthCheckNodePort/TCP");
-    }
-  }
-  std::erase_if(stats_, [&](const auto& kv) { return !live_stats.count(kv.first); });
-  // A Service that is gone takes its connection counts with it: its open connections keep
-  // their object (through their slots) and a Service re-added later starts from zero.
-  std::erase_if(limits_, [&](const auto& kv) { return !live_services.count(kv.first); });
-  tls_.retain([&](const std::string& id) { return live_services.count(id) > 0; });
+void reconciler::apply_key(const listener_key& key, const std::shared_ptr<const port_runtime>& rt,
+                           const std::shared_ptr<const port_runtime>& old_rt, apply_result& result,
+                           std::map<port_id, std::string>& bind_errors,
+                           std::vector<std::vector<listener_assignment>>& plan, std::vector<listener_key>& removed) {
+  const port_id id{key.proto, key.port};
+  const bool was_listening = listening_.erase(key) > 0;
+  refusing_.erase(key);
+  auto stop_listening = [&] {
+    if (was_listening) removed.push_back(key);
+  };
 
-  // Holders: open for new keys, close for removed ones.
-  std::map<port_id, std::string> bind_errors;
-  std::map<listener_key, unique_fd> next_holders;
-  std::set<listener_key> failed;
-  for (const auto& [id, rt] : next_ports) {
-    // UDP has no listen state: a bound UDP socket receives datagrams, so it cannot hold a port
-    // without serving it. A UDP port is bound only while it has endpoints; without, the kernel
-    // answers with ICMP port unreachable, as kube-proxy's REJECT does.
-    if (id.first == config::protocol::udp) continue;
-    for (const auto& addr : addrs_) {
-      listener_key key{addr, id.second, id.first};
-      if (auto it = holders_.find(key); it != holders_.end()) {
-        next_holders.emplace(key, std::move(it->second));
-        continue;
-      }
+  // The holder (TCP only). UDP has no listen state: a bound UDP socket receives datagrams, so it
+  // cannot hold a port without serving it. A UDP port is bound only while it has endpoints;
+  // without, the kernel answers with ICMP port unreachable, as kube-proxy's REJECT does.
+  if (key.proto == config::protocol::tcp) {
+    if (!rt) {
+      holders_.erase(key);  // closes it: a removed port is released
+      dropping_.erase(key);
+      return stop_listening();
+    }
+    auto holder = holders_.find(key);
+    if (holder == holders_.end()) {
       std::string error;
       unique_fd fd;
-      if (port_is_free(addr, id.second, id.first, &error)) fd = open_bound_socket(addr, id.second, id.first, 0, &error);
+      if (port_is_free(key.addr, key.port, key.proto, &error))
+        fd = open_bound_socket(key.addr, key.port, key.proto, 0, &error);
       if (!fd) {
         result.errors.push_back(error + " (" + rt->service_id + " port " + rt->port_name + ")");
         bind_errors[id] = error;
-        failed.insert(key);
-        continue;
+        dropping_.erase(key);
+        return stop_listening();
       }
-      next_holders.emplace(key, std::move(fd));
+      holder = holders_.emplace(key, std::move(fd)).first;
+      dropping_.erase(key);
     }
-  }
-  holders_ = std::move(next_holders);  // the rest close here: removed ports are released
-
-  // externalTrafficPolicy: Local without a local endpoint: drop, as kube-proxy does. A holder
-  // that listens with a zero backlog and is never accepted from makes the kernel drop SYNs once
-  // its queue is full (the client retries and times out) instead of answering with a reset.
-  std::set<listener_key> next_dropping;
-  for (auto& [key, fd] : holders_) {
-    const auto& rt = next_ports.at({key.proto, key.port});
+    // externalTrafficPolicy: Local without a local endpoint: drop, as kube-proxy does. A holder
+    // that listens with a zero backlog and is never accepted from makes the kernel drop SYNs once
+    // its queue is full (the client retries and times out) instead of answering with a reset.
     const bool drop = rt->what == port_runtime::role::forward && rt->endpoints.empty() && rt->drop_when_empty;
-    const bool was = dropping_.count(key) > 0;
-    if (drop && !was) {
-      if (::listen(fd.get(), 0) != 0) {
+    const bool was_dropping = dropping_.count(key) > 0;
+    if (drop && !was_dropping) {
+      if (::listen(holder->second.get(), 0) == 0)
+        dropping_.insert(key);
+      else
         spdlog::warn("{}: cannot drop traffic (listen: {}); refusing instead", key.str(), std::strerror(errno));
-        continue;
-      }
-    } else if (!drop && was) {
+    } else if (!drop && was_dropping) {
       // A listening socket cannot stop listening without losing its port: swap in a fresh holder.
       std::string error;
-      auto fresh = open_bound_socket(key.addr, key.port, key.proto, 0, &error);
-      if (!fresh) {
-        spdlog::warn("{}: {}", key.str(), error);
-        next_dropping.insert(key);
-        continue;
-      }
-      fd = std::move(fresh);
-    }
-    if (drop) next_dropping.insert(key);
-  }
-  dropping_ = std::move(next_dropping);
-
-  // Listeners: per worker, every key that has endpoints; new keys get fresh sockets.
-  std::vector<std::vector<listener_assignment>> plan(workers_.size());
-  std::set<listener_key> next_listening;
-  for (const auto& [id, rt] : next_ports) {
-    for (const auto& addr : addrs_) {
-      listener_key key{addr, id.second, id.first};
-      if (failed.count(key)) continue;
-      // Health checks always answer; UDP with Local and no local endpoint is bound to drop
-      // datagrams (unbound would mean ICMP unreachable: a reject).
-      // A TLS port whose context could not be built is refused, never served in plain text.
-      const bool serve = (!rt->endpoints.empty() && !rt->tls_missing) || rt->what == port_runtime::role::health_check ||
-                         (rt->drop_when_empty && id.first == config::protocol::udp);
-      if (!serve) {
-        ++result.refusing;
-        continue;
-      }
-      // A port that changes role (forward <-> health check) needs a listener of the other kind.
-      auto old = ports_.find(id);
-      const bool same_role = old != ports_.end() && old->second->what == rt->what;
-      if (listening_.count(key) && same_role) {
-        for (auto& p : plan) p.push_back({key, rt, -1});
+      if (auto fresh = open_bound_socket(key.addr, key.port, key.proto, 0, &error)) {
+        holder->second = std::move(fresh);
+        dropping_.erase(key);
       } else {
-        std::vector<unique_fd> fds;
-        std::string error;
-        // TCP keys are already held by their holder; a UDP key is new to us here.
-        const bool ours = key.proto == config::protocol::tcp || port_is_free(addr, id.second, id.first, &error);
-        for (std::size_t w = 0; ours && w < workers_.size(); ++w) {
-          auto fd = open_bound_socket(addr, id.second, id.first, cfg_.backlog, &error);
-          if (!fd) break;
-          fds.push_back(std::move(fd));
-        }
-        if (fds.size() != workers_.size()) {
-          result.errors.push_back(error + " (" + rt->service_id + " port " + rt->port_name + ")");
-          bind_errors[id] = error;
-          continue;
-        }
-        for (std::size_t w = 0; w < workers_.size(); ++w) plan[w].push_back({key, rt, fds[w].release()});
+        spdlog::warn("{}: {}", key.str(), error);
       }
-      next_listening.insert(key);
-      ++result.listening;
+    }
+  } else if (!rt) {
+    return stop_listening();
+  }
+
+  // The listeners: one per worker while the port has endpoints. Health checks always answer;
+  // UDP with Local and no local endpoint is bound to drop datagrams (unbound would mean ICMP
+  // unreachable: a reject). A TLS port whose context could not be built is refused, never served
+  // in plain text.
+  const bool serve = (!rt->endpoints.empty() && !rt->tls_missing) || rt->what == port_runtime::role::health_check ||
+                     (rt->drop_when_empty && key.proto == config::protocol::udp);
+  if (!serve) {
+    refusing_.insert(key);
+    return stop_listening();
+  }
+  // A port that changes role (forward <-> health check) needs a listener of the other kind.
+  const bool same_role = old_rt && old_rt->what == rt->what;
+  if (was_listening && same_role) {
+    if (rt != old_rt)
+      for (auto& p : plan) p.push_back({key, rt, -1});
+  } else {
+    std::vector<unique_fd> fds;
+    std::string error;
+    // TCP keys are already held by their holder; a UDP key is new to us here.
+    const bool ours = key.proto == config::protocol::tcp || port_is_free(key.addr, key.port, key.proto, &error);
+    for (std::size_t w = 0; ours && w < workers_.size(); ++w) {
+      auto fd = open_bound_socket(key.addr, key.port, key.proto, cfg_.backlog, &error);
+      if (!fd) break;
+      fds.push_back(std::move(fd));
+    }
+    if (fds.size() != workers_.size()) {
+      result.errors.push_back(error + " (" + rt->service_id + " port " + rt->port_name + ")");
+      bind_errors[id] = error;
+      return stop_listening();
+    }
+    for (std::size_t w = 0; w < workers_.size(); ++w) plan[w].push_back({key, rt, fds[w].release()});
+  }
+  listening_.insert(key);
+}
+
+apply_result reconciler::apply(const config::snapshot& snap) {
+  apply_result result;
+  for (const auto& svc : snap.services) result.ports += svc.ports.size();
+
+  // 1. Which Service objects are new. Consecutive API snapshots share the objects of Services
+  // that did not change, so those are skipped; every other source makes new objects and so
+  // applies everything. TLS Services are always done again: runtime_for() re-reads their files,
+  // which is how a replaced certificate is noticed. So are the owners of ports that could not
+  // be bound last time: they are tried again.
+  std::unordered_set<const config::service*> now, before;
+  now.reserve(snap.services.size());
+  for (std::size_t i = 0; i < snap.services.size(); ++i) now.insert(snap.services.shared(i).get());
+  std::vector<const config::service*> fresh, gone;
+  if (snapshot_) {
+    before.reserve(snapshot_->services.size());
+    for (std::size_t i = 0; i < snapshot_->services.size(); ++i) {
+      const auto* svc = snapshot_->services.shared(i).get();
+      before.insert(svc);
+      if (!now.count(svc)) gone.push_back(svc);
     }
   }
-  listening_ = std::move(next_listening);
-  ports_ = std::move(next_ports);
+  std::unordered_set<const config::service*> retry;
+  for (const auto& [id, error] : bind_errors_)
+    if (auto o = owners_.find(id); o != owners_.end()) retry.insert(o->second);
+  for (std::size_t i = 0; i < snap.services.size(); ++i) {
+    const auto* svc = snap.services.shared(i).get();
+    if (!before.count(svc) || svc->tls.enabled() || svc->upstream_tls.enabled || retry.count(svc)) fresh.push_back(svc);
+  }
+
+  // 2. Their ports' new configurations; every port of a gone Service is touched too.
+  std::map<port_id, std::pair<std::shared_ptr<const port_runtime>, const config::service*>> next;
+  std::set<port_id> touched;
+  std::set<std::string> fresh_ids, fresh_stats, removed_ids;
+  for (const auto* svc : fresh) {
+    fresh_ids.insert(svc->id());
+    for (const auto& sp : svc->ports) {
+      next[{sp.proto, sp.node_port}] = {runtime_for(*svc, sp, result), svc};
+      fresh_stats.insert(svc->id() + "/" + sp.name + "/" + std::string(config::to_string(sp.proto)));
+    }
+    if (svc->health_check_node_port > 0) {
+      next[{config::protocol::tcp, svc->health_check_node_port}] = {health_check_runtime(*svc), svc};
+      fresh_stats.insert(svc->id() + "/healthCheckNodePort/TCP");
+    }
+  }
+  for (const auto& [id, rt] : next) touched.insert(id);
+  for (const auto* svc : gone) {
+    for (const auto& sp : svc->ports) touched.insert({sp.proto, sp.node_port});
+    if (svc->health_check_node_port > 0) touched.insert({config::protocol::tcp, svc->health_check_node_port});
+    // A Service that is gone takes its counters and connection counts with it: its open
+    // connections keep their objects (through their slots), and a Service re-added later starts
+    // from zero. A changed Service keeps those of the ports it still has.
+    if (!fresh_ids.count(svc->id())) {
+      limits_.erase(svc->id());
+      removed_ids.insert(svc->id());
+    }
+    for (const auto& sp : svc->ports) {
+      auto key = svc->id() + "/" + sp.name + "/" + std::string(config::to_string(sp.proto));
+      if (!fresh_stats.count(key)) stats_.erase(key);
+    }
+    if (svc->health_check_node_port > 0 && !fresh_stats.count(svc->id() + "/healthCheckNodePort/TCP"))
+      stats_.erase(svc->id() + "/healthCheckNodePort/TCP");
+  }
+  if (!removed_ids.empty()) tls_.retain([&](const std::string& id) { return !removed_ids.count(id); });
+
+  // 3. Sockets, key by key, for the touched ports only; the rest stay exactly as they are.
+  std::vector<std::vector<listener_assignment>> plan(workers_.size());
+  std::vector<listener_key> removed;
+  std::map<port_id, std::string> bind_errors = bind_errors_;
+  for (const auto& id : touched) {
+    bind_errors.erase(id);
+    auto n = next.find(id);
+    std::shared_ptr<const port_runtime> rt = n == next.end() ? nullptr : n->second.first;
+    auto o = ports_.find(id);
+    std::shared_ptr<const port_runtime> old_rt = o == ports_.end() ? nullptr : o->second;
+    for (const auto& addr : addrs_) apply_key({addr, id.second, id.first}, rt, old_rt, result, bind_errors, plan, removed);
+    if (rt) {
+      ports_[id] = rt;
+      owners_[id] = n->second.second;
+    } else {
+      ports_.erase(id);
+      owners_.erase(id);
+    }
+  }
   bind_errors_ = std::move(bind_errors);
+  result.listening = listening_.size();
+  result.refusing = refusing_.size();
   snapshot_ = std::make_shared<const config::snapshot>(snap);
   // Wait until every worker has switched: when apply() returns (and "configuration applied" is
   // logged), removed ports no longer accept and new ones do. Workers never wait for the control
   // thread, so this cannot deadlock; it takes as long as one pass of each worker's event loop.
   std::latch switched(static_cast<std::ptrdiff_t>(workers_.size()));
   for (std::size_t w = 0; w < workers_.size(); ++w)
-    workers_[w]->post_update(std::move(plan[w]), [&switched] { switched.count_down(); });
+    workers_[w]->post_update(std::move(plan[w]), removed, [&switched] { switched.count_down(); });
   switched.wait();
   return result;
 }
@@ -334,6 +390,7 @@ void reconciler::release_all() {
   holders_.clear();
   dropping_.clear();
   listening_.clear();
+  refusing_.clear();
 }
 
 }  // namespace npp::proxy

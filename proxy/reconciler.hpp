@@ -28,6 +28,7 @@
 namespace npp::proxy {
 
 class worker;
+struct listener_assignment;
 
 /// What one apply() did.
 struct apply_result {
@@ -41,8 +42,10 @@ class reconciler {
  public:
   reconciler(const settings& cfg, std::vector<bind_address> addrs, std::string node_name,
              std::vector<std::unique_ptr<worker>>& workers);
-  /// Moves the data plane to `snap`. Ports that fail to bind are reported and skipped; everything
-  /// else is applied.
+  /// Moves the data plane to `snap`. Ports that fail to bind are reported and skipped (and tried
+  /// again at the next apply); everything else is applied. Work is proportional to what changed:
+  /// a Service whose object the last applied snapshot also held (consecutive API snapshots share
+  /// unchanged Services) is skipped, unless it uses TLS, whose files are checked at every apply.
   apply_result apply(const config::snapshot& snap);
   /// Releases every port (SIGTERM): holders are closed here, listeners by each worker's drain.
   void release_all();
@@ -55,6 +58,12 @@ class reconciler {
   std::shared_ptr<const port_runtime> runtime_for(const config::service& svc, const config::service_port& sp,
                                                   apply_result& result);
   std::shared_ptr<const port_runtime> health_check_runtime(const config::service& svc);
+  /// Moves one (address, port) key to `rt` (null: the port is gone); collects what the workers
+  /// must change.
+  void apply_key(const listener_key& key, const std::shared_ptr<const port_runtime>& rt,
+                 const std::shared_ptr<const port_runtime>& old_rt, apply_result& result,
+                 std::map<port_id, std::string>& bind_errors, std::vector<std::vector<listener_assignment>>& plan,
+                 std::vector<listener_key>& removed);
 
   const settings& cfg_;
   std::vector<bind_address> addrs_;    ///< where nodePorts are bound
@@ -63,7 +72,9 @@ class reconciler {
   std::map<listener_key, unique_fd> holders_;           ///< bound, not listening: one per key
   std::set<listener_key> listening_;                   ///< keys whose workers have listeners
   std::set<listener_key> dropping_;                    ///< holders listening unaccepted (Local, no endpoint)
+  std::set<listener_key> refusing_;                    ///< keys held without a listener (no usable endpoint)
   std::map<port_id, std::shared_ptr<const port_runtime>> ports_;       ///< current port configs
+  std::map<port_id, const config::service*> owners_;   ///< the Service object each port was applied from
   std::map<std::string, std::shared_ptr<port_stats>> stats_;           ///< by "ns/name/port/proto"
   std::map<std::string, std::shared_ptr<connection_limits>> limits_;  ///< by service id "ns/name"
   std::shared_ptr<const config::snapshot> snapshot_;  ///< last applied (for status)

@@ -51,9 +51,10 @@ void worker::join() {
   if (thread_.joinable()) thread_.join();
 }
 
-void worker::post_update(std::vector<listener_assignment> want, std::function<void()> done) {
-  asio::post(ctx_, [this, want = std::move(want), done = std::move(done)]() mutable {
-    apply(std::move(want));
+void worker::post_update(std::vector<listener_assignment> changed, std::vector<listener_key> removed,
+                         std::function<void()> done) {
+  asio::post(ctx_, [this, changed = std::move(changed), removed = std::move(removed), done = std::move(done)]() mutable {
+    apply(std::move(changed), removed);
     if (done) done();
   });
 }
@@ -62,14 +63,19 @@ void worker::post_drain(std::chrono::steady_clock::time_point deadline) {
   asio::post(ctx_, [this, deadline] { drain(deadline); });
 }
 
-void worker::apply(std::vector<listener_assignment> want) {
+void worker::apply(std::vector<listener_assignment> changed, const std::vector<listener_key>& removed) {
   if (draining_) {
-    for (auto& a : want)
+    for (auto& a : changed)
       if (a.fd >= 0) ::close(a.fd);
     return;
   }
-  std::map<listener_key, std::shared_ptr<listener>> next;
-  for (auto& a : want) {
+  for (const auto& key : removed) {  // removed ports: stop accepting now
+    if (auto it = listeners_.find(key); it != listeners_.end()) {
+      it->second->close();
+      listeners_.erase(it);
+    }
+  }
+  for (auto& a : changed) {
     auto it = listeners_.find(a.key);
     if (it != listeners_.end() && a.fd >= 0) {
       // A fresh socket for a key we serve: the port changed role; the old listener goes.
@@ -79,8 +85,6 @@ void worker::apply(std::vector<listener_assignment> want) {
     }
     if (it != listeners_.end()) {
       it->second->update(std::move(a.port));
-      next.emplace(a.key, std::move(it->second));
-      listeners_.erase(it);
     } else if (a.fd >= 0) {
       std::shared_ptr<listener> l;
       if (a.port->what == port_runtime::role::health_check)
@@ -90,11 +94,9 @@ void worker::apply(std::vector<listener_assignment> want) {
       else
         l = std::make_shared<udp_listener>(*this, a.key, a.fd, std::move(a.port));
       l->start();
-      next.emplace(a.key, std::move(l));
+      listeners_.emplace(a.key, std::move(l));
     }
   }
-  for (auto& [key, l] : listeners_) l->close();  // removed ports: stop accepting now
-  listeners_ = std::move(next);
 }
 
 void worker::add_session(tcp_session& s) {

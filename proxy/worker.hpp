@@ -54,9 +54,12 @@ class worker {
   /// Waits for the thread to end (after drain()).
   void join();
 
-  /// Thread-safe: replaces the listener set (keys absent from `want` stop listening); `done`
-  /// runs on the worker's thread once the new set is in place.
-  void post_update(std::vector<listener_assignment> want, std::function<void()> done = {});
+  /// Thread-safe: changes the listener set. Keys in `removed` stop listening; each assignment
+  /// either gives a key a new listening socket (fd >= 0: a listener of the key is replaced) or
+  /// gives the key's listener a new port configuration (fd < 0). Keys in neither keep their
+  /// listener as it is. `done` runs on the worker's thread once the changes are in place.
+  void post_update(std::vector<listener_assignment> changed, std::vector<listener_key> removed,
+                   std::function<void()> done = {});
   /// Thread-safe: stops accepting, lets connections finish until `deadline`, then closes the
   /// rest; the thread ends when nothing is left.
   void post_drain(std::chrono::steady_clock::time_point deadline);
@@ -84,7 +87,7 @@ class worker {
   void udp_session_closed() { --udp_sessions_; }
 
  private:
-  void apply(std::vector<listener_assignment> want);
+  void apply(std::vector<listener_assignment> changed, const std::vector<listener_key>& removed);
   void drain(std::chrono::steady_clock::time_point deadline);
   void maybe_finish_drain();
 

@@ -213,3 +213,89 @@ TEST_CASE("a port taken by another process is reported and other ports are still
   fd_guard g(c);
   CHECK(read_all(c) == "ok");
 }
+
+TEST_CASE("a snapshot sharing Service objects with the last one changes only the Services that are new") {
+  auto a = named("a");
+  auto b = named("b");
+  auto c = named("c");
+  proxy::server srv(loopback_settings(), "node-1");
+  const int np_a = free_port(), np_b = free_port(), np_c = free_port(), np_d = free_port();
+  auto service_on = [](const std::string& name, int node_port, const backend& be) {
+    auto s = one_port(node_port, {be.address()});
+    s.services.edit(0).name = name;
+    return s.services[0];
+  };
+  config::snapshot first;
+  first.source = "test";
+  first.services = {service_on("a", np_a, *a), service_on("b", np_b, *b), service_on("c", np_c, *a)};
+  auto r = srv.apply(first);
+  REQUIRE(r.errors.empty());
+  CHECK(r.listening == 3);
+  REQUIRE(wait_until([&] { return listening_inodes(np_a).size() == 2; }));
+  const auto inodes_a = listening_inodes(np_a);
+
+  // a: the same object; b: a new object (another endpoint); c: gone; d: new.
+  config::snapshot second;
+  second.source = "test";
+  second.services.push_back(first.services.shared(0));
+  second.services.push_back(service_on("b", np_b, *c));
+  second.services.push_back(service_on("d", np_d, *b));
+  r = srv.apply(second);
+  REQUIRE(r.errors.empty());
+  CHECK(r.ports == 3);
+  CHECK(r.listening == 3);
+  CHECK(r.refusing == 0);
+  CHECK(listening_inodes(np_a) == inodes_a);
+  auto answer = [](int port) {
+    int fd = connect_to(port);
+    if (fd < 0) return "error " + std::to_string(fd);
+    fd_guard g(fd);
+    return read_all(fd);
+  };
+  CHECK(answer(np_a) == "a");
+  CHECK(answer(np_b) == "c");
+  CHECK(answer(np_d) == "b");
+  CHECK(wait_until([&] { return connect_to(np_c, 500) == -ECONNREFUSED; }));
+
+  // The same snapshot again changes nothing.
+  r = srv.apply(second);
+  CHECK(r.errors.empty());
+  CHECK(r.listening == 3);
+  CHECK(listening_inodes(np_a) == inodes_a);
+  CHECK(answer(np_b) == "c");
+
+  // A shared Service whose endpoints are all gone in a new object refuses; counted as such.
+  config::snapshot third = second;
+  auto b_empty = one_port(np_b, {});
+  b_empty.services.edit(0).name = "b";
+  third.services = {second.services[0], b_empty.services[0], second.services[2]};
+  r = srv.apply(third);
+  CHECK(r.listening == 2);
+  CHECK(r.refusing == 1);
+  CHECK(wait_until([&] { return connect_to(np_b, 500) == -ECONNREFUSED; }));
+  CHECK(answer(np_a) == "a");
+}
+
+TEST_CASE("a port that could not be bound is tried again at the next apply, even with its Service unchanged") {
+  auto squatter = std::make_unique<fd_guard>(::socket(AF_INET, SOCK_STREAM, 0));
+  auto addr = loopback(0);
+  REQUIRE(::bind(squatter->fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  socklen_t len = sizeof addr;
+  ::getsockname(squatter->fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  const int taken = ntohs(addr.sin_port);
+
+  auto be = named("late");
+  proxy::server srv(loopback_settings(), "node-1");
+  const auto snap = one_port(taken, {be->address()});
+  auto r = srv.apply(snap);
+  REQUIRE(r.errors.size() == 1);
+  CHECK(r.listening == 0);
+  squatter.reset();  // the other process lets the port go
+  r = srv.apply(snap);  // the same Service object
+  CHECK(r.errors.empty());
+  CHECK(r.listening == 1);
+  int c = connect_to(taken);
+  REQUIRE(c >= 0);
+  fd_guard g(c);
+  CHECK(read_all(c) == "late");
+}
