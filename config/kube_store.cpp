@@ -167,6 +167,10 @@ snapshot object_store::build(const load_options& opts, const std::string& source
   }
   for (const auto& id : dirty_) {
     auto a = assemble_one(id, opts);
+    // An event that changed nothing a proxy reads (a status or label update, a resync) keeps the
+    // object the last snapshot has, so the data plane sees the Service as unchanged.
+    if (auto old = assembled_.find(id); old != assembled_.end() && old->second.svc && a.svc && *old->second.svc == *a.svc)
+      a.svc = old->second.svc;
     if (!a.svc && a.notes.empty() && !a.whole_build_needed) assembled_.erase(id);
     else assembled_.insert_or_assign(id, std::move(a));
   }

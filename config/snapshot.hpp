@@ -205,6 +205,8 @@ class service_list {
   void push_back(std::shared_ptr<const service> svc) { items_.push_back({std::move(svc), false}); }
   /// The shared object of Service i: equal pointers mean the same, unchanged Service.
   const std::shared_ptr<const service>& shared(std::size_t i) const { return items_[i].ptr; }
+  /// Makes entry i share `svc` (never null) instead of its object.
+  void replace(std::size_t i, std::shared_ptr<const service> svc) { items_.at(i) = {std::move(svc), false}; }
   /// Service i for writing, copied first if anyone else holds it.
   service& edit(std::size_t i);
 

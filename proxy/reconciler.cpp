@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <latch>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "proxy/endpoint_format.hpp"
@@ -223,30 +224,43 @@ apply_result reconciler::apply(const config::snapshot& snap) {
   apply_result result;
   for (const auto& svc : snap.services) result.ports += svc.ports.size();
 
-  // 1. Which Service objects are new. Consecutive API snapshots share the objects of Services
-  // that did not change, so those are skipped; every other source makes new objects and so
-  // applies everything. TLS Services are always done again: runtime_for() re-reads their files,
-  // which is how a replaced certificate is noticed. So are the owners of ports that could not
-  // be bound last time: they are tried again.
+  // 1. Which Services changed. Consecutive API snapshots share the objects of Services that did
+  // not change, so those are skipped by pointer. A new object equal in value to the one applied
+  // under its id (a file reload builds every Service anew; an API event may change nothing this
+  // proxy reads) is swapped for the applied one, so it is skipped too. TLS Services are always
+  // done again: runtime_for() re-reads their files, which is how a replaced certificate is
+  // noticed. So are the owners of ports that could not be bound last time: they are tried again.
+  auto applied = std::make_shared<config::snapshot>(snap);  // becomes snapshot_
   std::unordered_set<const config::service*> now, before;
   now.reserve(snap.services.size());
   for (std::size_t i = 0; i < snap.services.size(); ++i) now.insert(snap.services.shared(i).get());
-  std::vector<const config::service*> fresh, gone;
+  std::unordered_map<std::string, std::shared_ptr<const config::service>> unmatched;  // applied, not in snap, by id
   if (snapshot_) {
     before.reserve(snapshot_->services.size());
     for (std::size_t i = 0; i < snapshot_->services.size(); ++i) {
-      const auto* svc = snapshot_->services.shared(i).get();
-      before.insert(svc);
-      if (!now.count(svc)) gone.push_back(svc);
+      const auto& svc = snapshot_->services.shared(i);
+      before.insert(svc.get());
+      if (!now.count(svc.get())) unmatched.emplace(svc->id(), svc);
     }
   }
   std::unordered_set<const config::service*> retry;
   for (const auto& [id, error] : bind_errors_)
     if (auto o = owners_.find(id); o != owners_.end()) retry.insert(o->second);
+  std::vector<const config::service*> fresh, gone;
   for (std::size_t i = 0; i < snap.services.size(); ++i) {
     const auto* svc = snap.services.shared(i).get();
-    if (!before.count(svc) || svc->tls.enabled() || svc->upstream_tls.enabled || retry.count(svc)) fresh.push_back(svc);
+    bool known = before.count(svc) > 0;
+    if (!known && !unmatched.empty()) {
+      if (auto u = unmatched.find(svc->id()); u != unmatched.end() && *u->second == *svc) {
+        applied->services.replace(i, u->second);
+        svc = u->second.get();
+        unmatched.erase(u);
+        known = true;
+      }
+    }
+    if (!known || svc->tls.enabled() || svc->upstream_tls.enabled || retry.count(svc)) fresh.push_back(svc);
   }
+  for (const auto& [id, svc] : unmatched) gone.push_back(svc.get());
 
   // 2. Their ports' new configurations; every port of a gone Service is touched too.
   std::map<port_id, std::pair<std::shared_ptr<const port_runtime>, const config::service*>> next;
@@ -305,7 +319,7 @@ apply_result reconciler::apply(const config::snapshot& snap) {
   bind_errors_ = std::move(bind_errors);
   result.listening = listening_.size();
   result.refusing = refusing_.size();
-  snapshot_ = std::make_shared<const config::snapshot>(snap);
+  snapshot_ = std::move(applied);
   // Wait until every worker has switched: when apply() returns (and "configuration applied" is
   // logged), removed ports no longer accept and new ones do. Workers never wait for the control
   // thread, so this cannot deadlock; it takes as long as one pass of each worker's event loop.

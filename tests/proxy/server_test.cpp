@@ -274,6 +274,21 @@ TEST_CASE("a snapshot sharing Service objects with the last one changes only the
   CHECK(r.refusing == 1);
   CHECK(wait_until([&] { return connect_to(np_b, 500) == -ECONNREFUSED; }));
   CHECK(answer(np_a) == "a");
+
+  // New objects equal in value (as a file reload makes) keep everything; a changed one applies.
+  config::snapshot fourth;
+  fourth.source = "test";
+  fourth.services = {service_on("a", np_a, *a), b_empty.services[0], service_on("d", np_d, *b)};
+  r = srv.apply(fourth);
+  CHECK(r.errors.empty());
+  CHECK(r.listening == 2);
+  CHECK(listening_inodes(np_a) == inodes_a);
+  fourth.services = {service_on("a", np_a, *c), b_empty.services[0], service_on("d", np_d, *b)};
+  r = srv.apply(fourth);
+  CHECK(r.listening == 2);
+  CHECK(listening_inodes(np_a) == inodes_a);
+  CHECK(answer(np_a) == "c");
+  CHECK(answer(np_d) == "b");
 }
 
 TEST_CASE("a port that could not be bound is tried again at the next apply, even with its Service unchanged") {
