@@ -45,7 +45,7 @@ def main():
     per = int(sys.argv[3]) if len(sys.argv) > 3 else 10
     rounds = int(sys.argv[4]) if len(sys.argv) > 4 else 5
     ports = free_ports(n)
-    services = [{"name": "s%d" % i, "ports": [{"name": "http", "nodePort": ports[i], "endpoints": [
+    services = [{"name": "s%d" % i, "ports": [{"name": "http", "port": 80, "nodePort": ports[i], "endpoints": [
         "10.%d.%d.%d:8080" % (1 + (i * per + k) // 65536, ((i * per + k) // 256) % 256, (i * per + k) % 256)
         for k in range(per)]}]} for i in range(n)]
     with tempfile.TemporaryDirectory() as d:
@@ -83,7 +83,7 @@ def main():
                     left = deadline - time.monotonic()
                     if left <= 0 or proc.poll() is not None:
                         raise SystemExit("timed out waiting for %r:\n%s" % (rx, "\n".join(lines[-20:])))
-                    cond.wait(left)
+                    cond.wait(min(left, 0.5))
 
         try:
             wait(r"configuration applied: generation=1 ")
