@@ -16,19 +16,14 @@ import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from datetime import datetime
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "acceptance"))
 from fake_apiserver import FakeAPIServer, make_pki  # noqa: E402
+from proxy_log import ProxyLog, int_args, ts  # noqa: E402
 
 FIRST_NODE_PORT = 10000
-
-
-def ts(line):
-    return datetime.strptime(line.split(" ", 1)[0], "%Y-%m-%dT%H:%M:%S.%f").timestamp()
 
 
 def rss(pid):
@@ -43,9 +38,7 @@ def rss(pid):
 
 def main():
     binary = sys.argv[1]
-    n_services = int(sys.argv[2]) if len(sys.argv) > 2 else 10000
-    per_service = int(sys.argv[3]) if len(sys.argv) > 3 else 10
-    n_nodeports = int(sys.argv[4]) if len(sys.argv) > 4 else 5000
+    n_services, per_service, n_nodeports = int_args(10000, 10, 5000)
     tmp = tempfile.mkdtemp(prefix="npp-bench-cp-")
     api = FakeAPIServer(make_pki(os.path.join(tmp, "pki")))
     kc = api.kubeconfig(os.path.join(tmp, "kubeconfig"))
@@ -80,30 +73,8 @@ def main():
     # NPP_BENCH_PREFIX="perf record -g -o perf.data" profiles the proxy.
     cmd = os.environ.get("NPP_BENCH_PREFIX", "").split() + [binary, "run", "--kubeconfig", kc, "--workers", "1", "--nodeport-addresses", "127.0.0.1/32",
            "--healthz-bind-address", "", "--metrics-bind-address", "", "--min-sync-period", "1s"]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-    lines = []
-    cond = threading.Condition()
-
-    def reader():
-        for line in proc.stderr:
-            with cond:
-                lines.append(line.rstrip("\n"))
-                cond.notify_all()
-
-    threading.Thread(target=reader, daemon=True).start()
-
-    def wait(rx, start=0, timeout=120):
-        deadline = time.monotonic() + timeout
-        with cond:
-            while True:
-                for i in range(start, len(lines)):
-                    m = re.search(rx, lines[i])
-                    if m:
-                        return i, m
-                left = deadline - time.monotonic()
-                if left <= 0 or proc.poll() is not None:
-                    raise SystemExit("timed out waiting for %r:\n%s" % (rx, "\n".join(lines[-20:])))
-                cond.wait(left)
+    log = ProxyLog(cmd)
+    proc, lines, wait = log.proc, log.lines, log.wait
 
     def proxy_pid():
         # With a prefix (perf) the proxy is a child of proc.

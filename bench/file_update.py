@@ -10,18 +10,12 @@ usage: bench/file_update.py BINARY [SERVICES=1000] [ENDPOINTS=10] [ROUNDS=5]
 """
 import json
 import os
-import re
 import socket
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-from datetime import datetime
 
-
-def ts(line):
-    return datetime.strptime(line.split(" ", 1)[0], "%Y-%m-%dT%H:%M:%S.%f").timestamp()
+from proxy_log import ProxyLog, int_args, ts
 
 
 def free_ports(n, first=20000):
@@ -41,9 +35,7 @@ def free_ports(n, first=20000):
 
 def main():
     binary = sys.argv[1]
-    n = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
-    per = int(sys.argv[3]) if len(sys.argv) > 3 else 10
-    rounds = int(sys.argv[4]) if len(sys.argv) > 4 else 5
+    n, per, rounds = int_args(1000, 10, 5)
     ports = free_ports(n)
     services = [{"name": "s%d" % i, "ports": [{"name": "http", "port": 80, "nodePort": ports[i], "endpoints": [
         "10.%d.%d.%d:8080" % (1 + (i * per + k) // 65536, ((i * per + k) // 256) % 256, (i * per + k) % 256)
@@ -61,29 +53,11 @@ def main():
         write({"services": services})
         cmd = [binary, "run", "--endpoints-file", path, "--workers", "1", "--nodeport-addresses", "127.0.0.1/32",
                "--healthz-bind-address", "", "--metrics-bind-address", "", "--service-node-port-range", "20000-29999"]
-        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-        lines, cond = [], threading.Condition()
+        log = ProxyLog(cmd)
 
-        def reader():
-            for line in proc.stderr:
-                with cond:
-                    lines.append(line.rstrip("\n"))
-                    cond.notify_all()
-
-        threading.Thread(target=reader, daemon=True).start()
-
-        def wait(rx, timeout=60):
-            deadline = time.monotonic() + timeout
-            with cond:
-                while True:
-                    for line in lines:
-                        m = re.search(rx, line)
-                        if m:
-                            return line, m
-                    left = deadline - time.monotonic()
-                    if left <= 0 or proc.poll() is not None:
-                        raise SystemExit("timed out waiting for %r:\n%s" % (rx, "\n".join(lines[-20:])))
-                    cond.wait(min(left, 0.5))
+        def wait(rx):
+            i, m = log.wait(rx, timeout=60)
+            return log.lines[i], m
 
         try:
             wait(r"configuration applied: generation=1 ")
@@ -101,8 +75,8 @@ def main():
             print("median rename -> applied: %.0f ms (the watch waits 5 ms for a write to settle, then the "
                   "whole file is read and validated again)" % totals[len(totals) // 2])
         finally:
-            proc.terminate()
-            proc.wait(30)
+            log.proc.terminate()
+            log.proc.wait(30)
 
 
 if __name__ == "__main__":
