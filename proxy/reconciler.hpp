@@ -1,7 +1,9 @@
 #pragma once
 // The only place that compares two snapshots. It runs on the control thread: it keeps
 // listeners whose (address, port, protocol) is unchanged, opens new ones, closes removed ones,
-// and posts each worker its new listener set with the port configs they serve.
+// and posts each worker the listener changes with the port configs they serve. It works per
+// Service: a Service whose object it has already applied (snapshots share unchanged Services)
+// costs nothing, so one changed EndpointSlice among thousands of Services is one Service's work.
 //
 // Sockets per nodePort and local address:
 //   - a "holder": bound, never listening. It reserves the port while the proxy is configured for
