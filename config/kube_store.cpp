@@ -52,9 +52,15 @@ void object_store::commit(pending_list&& list) {
   invalidate();  // a re-list may change anything
 }
 
+bool object_store::uses_files(const entry& e) {
+  return !e.rejected && std::any_of(e.decoded.services.begin(), e.decoded.services.end(),
+                     [](const service& svc) { return svc.tls.enabled() || svc.upstream_tls.enabled; });
+}
+
 void object_store::invalidate() {
   stale_ = true;
   dirty_.clear();
+  file_ids_.clear();
   assembled_.clear();
   slices_of_.clear();
 }
@@ -165,8 +171,13 @@ snapshot object_store::build(const load_options& opts, const std::string& source
     for (const auto& [id, keys] : slices_of_) dirty_.insert(id);
     stale_ = false;
   }
+  dirty_.insert(file_ids_.begin(), file_ids_.end());
   for (const auto& id : dirty_) {
     auto a = assemble_one(id, opts);
+    if (auto it = objects_[0].find(id); it != objects_[0].end() && uses_files(it->second))
+      file_ids_.insert(id);
+    else
+      file_ids_.erase(id);
     // An event that changed nothing a proxy reads (a status or label update, a resync) keeps the
     // object the last snapshot has, so the data plane sees the Service as unchanged.
     if (auto old = assembled_.find(id); old != assembled_.end() && old->second.svc && a.svc && *old->second.svc == *a.svc)

@@ -10,7 +10,9 @@
 // plus a pass over the nodePort numbers, not a cluster's worth of copying. What the incremental
 // path cannot decide alone (a problem anywhere, a nodePort to allocate, a number held twice, an
 // endpoint looping back into a nodePort) is left to rebuild_all(), the whole-set build, so the
-// problems reported are exactly the ones a whole build finds. An object the
+// problems reported are exactly the ones a whole build finds. Services with TLS settings are
+// assembled at every build, since their files are checked then and can change without an event.
+// An object the
 // decoder finds problems with (say a misspelt nodeport-proxy.io/ annotation) is left out, and its
 // problems are returned to the caller to log: one bad Service must not stop a cluster's worth of
 // updates, and, as with files, a typo must not leave a port open with the wrong settings.
@@ -90,6 +92,8 @@ class object_store {
   /// The Service ids an EndpointSlice entry feeds (its kubernetes.io/service-name), or, for one
   /// that feeds none (say an FQDN slice), a key of its own that no Service id can equal.
   static std::vector<std::string> owners_of_slice(const std::string& key, const entry& e);
+  /// A Service entry whose assembly reads files (TLS certificates, keys, CAs, CRLs).
+  static bool uses_files(const entry& e);
   void slice_changed(const std::string& key, const entry* before, const entry* after);
   void invalidate();
 
@@ -108,6 +112,9 @@ class object_store {
   std::map<std::string, std::set<std::string>> slices_of_;
   std::map<std::string, assembled> assembled_;  ///< by Service id; valid while !stale_
   std::set<std::string> dirty_;                 ///< ids to assemble again at the next build()
+  /// Ids of Services with TLS settings: assembled again at every build(), because assembling
+  /// checks their certificate, key, CA and CRL files, which change without any event.
+  std::set<std::string> file_ids_;
   bool stale_ = true;                           ///< assembled_ must be rebuilt from scratch
   std::optional<port_range> range_override_;    ///< the option assembled_ was built with
   std::vector<std::int32_t> holder_scratch_;  ///< build(): nodePort -> Service index

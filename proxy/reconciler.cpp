@@ -166,11 +166,15 @@ void reconciler::apply_key(const listener_key& key, const std::shared_ptr<const 
     // its queue is full (the client retries and times out) instead of answering with a reset.
     const bool drop = rt->what == port_runtime::role::forward && rt->endpoints.empty() && rt->drop_when_empty;
     const bool was_dropping = dropping_.count(key) > 0;
+    // Either switch can fail (say at the descriptor limit); the port is then tried again at the
+    // next apply, like a port that could not be bound.
     if (drop && !was_dropping) {
-      if (::listen(holder->second.get(), 0) == 0)
+      if (::listen(holder->second.get(), 0) == 0) {
         dropping_.insert(key);
-      else
+      } else {
         spdlog::warn("{}: cannot drop traffic (listen: {}); refusing instead", key.str(), std::strerror(errno));
+        unsettled_.insert(id);
+      }
     } else if (!drop && was_dropping) {
       // A listening socket cannot stop listening without losing its port: swap in a fresh holder.
       std::string error;
@@ -179,6 +183,7 @@ void reconciler::apply_key(const listener_key& key, const std::shared_ptr<const 
         dropping_.erase(key);
       } else {
         spdlog::warn("{}: {}", key.str(), error);
+        unsettled_.insert(id);
       }
     }
   } else if (!rt) {
@@ -246,6 +251,8 @@ apply_result reconciler::apply(const config::snapshot& snap) {
   std::unordered_set<const config::service*> retry;
   for (const auto& [id, error] : bind_errors_)
     if (auto o = owners_.find(id); o != owners_.end()) retry.insert(o->second);
+  for (const auto& id : unsettled_)
+    if (auto o = owners_.find(id); o != owners_.end()) retry.insert(o->second);
   std::vector<const config::service*> fresh, gone;
   for (std::size_t i = 0; i < snap.services.size(); ++i) {
     const auto* svc = snap.services.shared(i).get();
@@ -303,6 +310,7 @@ apply_result reconciler::apply(const config::snapshot& snap) {
   std::map<port_id, std::string> bind_errors = bind_errors_;
   for (const auto& id : touched) {
     bind_errors.erase(id);
+    unsettled_.erase(id);
     auto n = next.find(id);
     std::shared_ptr<const port_runtime> rt = n == next.end() ? nullptr : n->second.first;
     auto o = ports_.find(id);
@@ -401,6 +409,7 @@ void reconciler::fill(status_report& report) const {
 }
 
 void reconciler::release_all() {
+  unsettled_.clear();
   holders_.clear();
   dropping_.clear();
   listening_.clear();

@@ -81,6 +81,7 @@ class reconciler {
   std::map<std::string, std::shared_ptr<connection_limits>> limits_;  ///< by service id "ns/name"
   std::shared_ptr<const config::snapshot> snapshot_;  ///< last applied (for status)
   std::map<port_id, std::string> bind_errors_;         ///< ports that could not be bound
+  std::set<port_id> unsettled_;                        ///< ports whose drop mode could not be switched
   std::mt19937_64 rng_{std::random_device{}()};          ///< endpoint shuffling
   tls_context_cache tls_;                              ///< TLS contexts by service, rebuilt when files change
   std::uint64_t tls_failures_ = 0;                     ///< TLS contexts that could not be (re)built

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "config/kube_store.hpp"
+#include "test_support.hpp"
 
 using namespace npp::config;
 using json = nlohmann::json;
@@ -172,4 +173,46 @@ TEST_CASE("object_store: one changed EndpointSlice rebuilds only its Service") {
                        config_error);
   store.erase(api_kind::service, service_object(60, 0, false, false));
   CHECK(store.build(opts, "api").services.size() == 50);
+}
+
+TEST_CASE("object_store: a Service's TLS files are checked at every build, not only when it changes") {
+  using npp::config::test::fixture;
+  using npp::config::test::scratch_dir;
+  scratch_dir dir("store-tls");
+  const auto cert = dir.write("cert.pem", "").string(), key = dir.write("key.pem", "").string();
+  std::filesystem::copy_file(fixture("tls") / "cert.pem", cert, std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::copy_file(fixture("tls") / "key.pem", key, std::filesystem::copy_options::overwrite_existing);
+  load_options opts;
+  opts.range_override = port_range{30000, 32767};
+  object_store store;
+  auto tls_service = service_object(1, 30001, false, false);
+  tls_service["metadata"]["annotations"] = {{"nodeport-proxy.io/tls-cert-file", cert}, {"nodeport-proxy.io/tls-key-file", key}};
+  store.replace(api_kind::service, json::array({tls_service, service_object(2, 30002, false, false)}));
+  store.replace(api_kind::endpoint_slice, json::array({slice_object(1, 1, "10.0.0.1", 8080, true),
+                                                       slice_object(2, 2, "10.0.0.2", 8080, true)}));
+  REQUIRE(store.build(opts, "api").services.size() == 2);
+
+  // The key is replaced by one that does not match; then an event touches only the other Service.
+  std::filesystem::copy_file(fixture("tls") / "other-key.pem", key, std::filesystem::copy_options::overwrite_existing);
+  store.upsert(api_kind::endpoint_slice, slice_object(2, 2, "10.0.0.3", 8080, true));
+  std::string whole_error, error;
+  try {
+    store.rebuild_all(opts, "api");
+  } catch (const config_error& e) {
+    whole_error = problems_text(e);
+  }
+  try {
+    store.build(opts, "api");
+  } catch (const config_error& e) {
+    error = problems_text(e);
+  }
+  CHECK(whole_error.find("tls-key-file") != std::string::npos);
+  CHECK(error == whole_error);
+
+  // Fixed on disk: the next build, again for an unrelated event, is incremental and succeeds.
+  std::filesystem::copy_file(fixture("tls") / "key.pem", key, std::filesystem::copy_options::overwrite_existing);
+  store.upsert(api_kind::endpoint_slice, slice_object(2, 2, "10.0.0.4", 8080, true));
+  CHECK(store.build(opts, "api").services.size() == 2);
+  CHECK_FALSE(store.last_build_whole());
+  CHECK(store.last_build_assembled() == 2);  // the changed Service and the TLS one
 }
