@@ -62,6 +62,7 @@ struct run_flags {
   std::string udp_idle_timeout = "60s";
   std::size_t udp_max_sessions = 0;
   bool splice = true;
+  std::size_t splice_pipe_size = 512 * 1024;
   std::string tls_handshake_timeout = "10s";
   std::size_t tls_max_handshakes = 1024;
   std::string healthz_bind_address = "0.0.0.0:10356";
@@ -136,6 +137,10 @@ void add_run_flags(CLI::App& cmd, run_flags& f) {
   cmd.add_option("--splice", f.splice,
                  "Relay bulk plain TCP (a direction that fills a whole buffer) with splice(2), without copying bytes to user space (true|false)")
       ->capture_default_str();
+  cmd.add_option("--splice-pipe-size", f.splice_pipe_size,
+                 "Capacity of each splice pipe in bytes (a bigger pipe moves bulk with fewer system calls; the "
+                 "kernel caps it at /proc/sys/fs/pipe-max-size for unprivileged users; 0: the kernel's 64 KiB)")
+      ->check(CLI::Range(std::size_t{0}, std::size_t{64} << 20))->capture_default_str();
   cmd.add_option("--tls-handshake-timeout", f.tls_handshake_timeout,
                  "Close a TLS client that has not completed its handshake after this long")
       ->check(is_duration)->capture_default_str();
@@ -203,6 +208,7 @@ proxy::settings to_settings(const run_flags& f) {
   if (s.udp_idle_timeout.count() <= 0) throw std::invalid_argument("--udp-idle-timeout must be greater than 0");
   s.udp_max_sessions = f.udp_max_sessions;
   s.splice = f.splice;
+  s.splice_pipe_size = f.splice_pipe_size;
   s.tls_handshake_timeout = duration_of(f.tls_handshake_timeout);
   if (s.tls_handshake_timeout.count() <= 0) throw std::invalid_argument("--tls-handshake-timeout must be greater than 0");
   s.tls_max_handshakes = f.tls_max_handshakes;

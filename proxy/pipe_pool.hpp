@@ -18,8 +18,9 @@ struct pipe_pair {
 
 class pipe_pool {
  public:
-  /// max_free: empty pipes kept for reuse (each costs two descriptors).
-  explicit pipe_pool(std::size_t max_free) : max_free_(max_free) {}
+  /// max_free: empty pipes kept for reuse (each costs two descriptors). capacity: bytes asked for
+  /// each new pipe (0: the kernel's default, 64 KiB).
+  pipe_pool(std::size_t max_free, std::size_t capacity) : max_free_(max_free), capacity_(capacity) {}
   pipe_pool(const pipe_pool&) = delete;
   pipe_pool& operator=(const pipe_pool&) = delete;
   ~pipe_pool() {
@@ -36,6 +37,9 @@ class pipe_pool {
     }
     int fds[2];
     if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return {};
+    // Refused above /proc/sys/fs/pipe-max-size, or past the user's pipe page quota
+    // (fs.pipe-user-pages-soft) without CAP_SYS_RESOURCE: the pipe keeps the default, which works.
+    if (capacity_ > 0) ::fcntl(fds[1], F_SETPIPE_SZ, static_cast<int>(capacity_));
     return {fds[0], fds[1]};
   }
   /// Gives back a pipe; `empty` tells whether all spliced bytes left it (a pipe holding bytes
@@ -56,6 +60,7 @@ class pipe_pool {
     ::close(p.w);
   }
   std::size_t max_free_;
+  std::size_t capacity_;
   std::vector<pipe_pair> free_;
 };
 

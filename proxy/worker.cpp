@@ -16,13 +16,16 @@ namespace asio = boost::asio;
 
 /// Free relay buffers each worker keeps for reuse (the rest go back to the allocator).
 static constexpr std::size_t cached_buffers = 64;
+/// Empty splice pipes each worker keeps for reuse (two descriptors each).
+static constexpr std::size_t cached_pipes = 32;
 
 worker::worker(unsigned index, const settings& cfg, shared_state& shared)
     : index_(index),
       cfg_(cfg),
       shared_(shared),
       guard_(std::make_unique<asio::executor_work_guard<asio::io_context::executor_type>>(ctx_.get_executor())),
-      buffers_(cfg.buffer_size, cached_buffers) {
+      buffers_(cfg.buffer_size, cached_buffers),
+      pipes_(cached_pipes, cfg.splice_pipe_size) {
   udp_cap_ = std::max<std::size_t>(1, shared.udp_max_sessions / std::max(1u, cfg.workers));
 }
 

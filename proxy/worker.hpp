@@ -99,7 +99,7 @@ class worker {
   boost::asio::io_context ctx_{1}; ///< concurrency hint 1: one thread runs it
   std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guard_;
   buffer_pool buffers_;            ///< relay buffers of this worker's sessions
-  pipe_pool pipes_{32};            ///< splice pipes of this worker's sessions (32 cached: 64 fds)
+  pipe_pool pipes_;                ///< splice pipes of this worker's sessions (32 cached: 64 fds)
   std::map<listener_key, std::shared_ptr<listener>> listeners_;  ///< by (address, port, proto)
   session_list live_;              ///< sessions on this worker (for the shutdown deadline)
   std::size_t live_sessions_ = 0;  ///< size of live_

@@ -22,6 +22,7 @@ Run this file directly as `python3 npp.py stream-server ID` to get a stand-alone
 
 import atexit
 import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -578,6 +579,28 @@ class Proxy:
         if "--workers" in self.cmd:
             workers = int(self.cmd[self.cmd.index("--workers") + 1])
         return other + max(0, pipes - self.PIPE_FDS_CACHED_PER_WORKER * workers)
+
+    def pipe_capacities(self):
+        """{"pipe:[inode]": capacity (F_GETPIPE_SZ)} of every pipe the proxy holds, leaving out
+        stdin, stdout and stderr (the test's own capture pipes)."""
+        out = {}
+        for fd in os.listdir("/proc/%d/fd" % self.pid):
+            if int(fd) <= 2:
+                continue
+            path = "/proc/%d/fd/%s" % (self.pid, fd)
+            try:
+                target = os.readlink(path)
+            except OSError:
+                continue
+            if not target.startswith("pipe:") or target in out:
+                continue
+            # Opening a pipe through /proc gives another descriptor of the same pipe.
+            own = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+            try:
+                out[target] = fcntl.fcntl(own, getattr(fcntl, "F_GETPIPE_SZ", 1032))
+            finally:
+                os.close(own)
+        return out
 
     def rss_kib(self):
         with open("/proc/%d/status" % self.pid) as f:

@@ -83,10 +83,12 @@ def duplex_client(port, family, size, out):
 
 class Integrity(npp.ProxyTestCase):
 
-    def run_duplex(self, n_conns, size, family=V4, extra=()):
+    def run_duplex(self, n_conns, size, family=V4, extra=(), before=None):
         pod = self.backend(duplex_pod(size), family=family, name="duplex")
         node_port = npp.free_port()
         proxy = self.proxy_for([npp.svc("bulk", node_port, [pod.addr])], extra=extra)
+        if before:
+            before(proxy)
         start = proxy.mark()
         outs = [dict() for _ in range(n_conns)]
         threads = [threading.Thread(target=duplex_client, args=(node_port, family, size, o))
@@ -113,6 +115,7 @@ class Integrity(npp.ProxyTestCase):
         for r in recs:
             self.assertEqual((r.get("reason"), r.get("bytes_in"), r.get("bytes_out")),
                              ("eof", str(size), str(size)), r)
+        return proxy
 
     def test_64_mib_each_way_simultaneously(self):
         self.run_duplex(1, 64 * MiB)
@@ -122,6 +125,19 @@ class Integrity(npp.ProxyTestCase):
 
     def test_small_buffers_single_worker_four_connections(self):
         self.run_duplex(4, 8 * MiB, extra=["--buffer-size", "1024", "--workers", "1"])
+
+    def test_splice_pipes_have_the_configured_capacity(self):
+        # Bulk moves through pipes of --splice-pipe-size (512 KiB by default; 0 keeps the kernel's
+        # 64 KiB), bytes intact either way. Pipes stay cached in the worker after the transfer.
+        for extra, want in (([], 512 * KiB), (["--splice-pipe-size", "0"], 64 * KiB),
+                            (["--splice-pipe-size", "262144"], 256 * KiB)):
+            with self.subTest(extra=extra):
+                idle = {}  # pipes before any traffic (Asio's signal pipe): not splice pipes
+                proxy = self.run_duplex(1, 16 * MiB, extra=extra + ["--workers", "1"],
+                                        before=lambda p: idle.update(p.pipe_capacities()))
+                caps = [c for pipe, c in proxy.pipe_capacities().items() if pipe not in idle]
+                self.assertTrue(caps, "no splice pipe after a bulk transfer")
+                self.assertEqual(set(caps), {want}, caps)
 
 
 class MaxConnections(npp.ProxyTestCase):
