@@ -51,8 +51,9 @@ struct settings {
   bool splice = true;
   /// Capacity asked for each splice pipe (F_SETPIPE_SZ). The kernel's default, 64 KiB, makes bulk
   /// relaying cost a splice pair per 64 KiB; 512 KiB moved about 25 % more through the proxy with
-  /// about 35 % less CPU, half the CPU per byte (bench/RESULTS.md, run 6). Pages are only held while bytes wait for a
-  /// slow receiver, and a pipe is held only while bytes are in flight. 0: the kernel's default.
+  /// about 35 % less CPU, half the CPU per byte (bench/RESULTS.md, run 6). Pages are only held
+  /// while bytes wait for a slow receiver, and a pipe is held only while bytes are in flight.
+  /// 0: the kernel's default.
   std::size_t splice_pipe_size = 512 * 1024;
   /// A TLS client must complete its handshake within this time, or it is closed.
   milliseconds tls_handshake_timeout{std::chrono::seconds(10)};
