@@ -192,7 +192,6 @@ class service_list {
   std::size_t size() const { return items_.size(); }
   bool empty() const { return items_.empty(); }
   void reserve(std::size_t n) { items_.reserve(n); }
-  void clear() { items_.clear(); }
   const service& operator[](std::size_t i) const { return *items_[i].ptr; }
   const service& at(std::size_t i) const { return *items_.at(i).ptr; }
   const service& front() const { return *items_.front().ptr; }

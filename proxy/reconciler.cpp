@@ -17,11 +17,28 @@ reconciler::reconciler(const settings& cfg, std::vector<bind_address> addrs, std
                        std::vector<std::unique_ptr<worker>>& workers)
     : cfg_(cfg), addrs_(std::move(addrs)), node_name_(std::move(node_name)), workers_(workers) {}
 
+namespace {
+
+/// Key of a port's counters in stats_: "ns/name/port/PROTO" (the health check port's name is
+/// "healthCheckNodePort").
+std::string stats_key(const config::service& svc, std::string_view port_name, config::protocol proto) {
+  return svc.id() + "/" + std::string(port_name) + "/" + std::string(config::to_string(proto));
+}
+
+/// Keys of every port's counters of a Service.
+std::vector<std::string> stats_keys(const config::service& svc) {
+  std::vector<std::string> keys;
+  for (const auto& sp : svc.ports) keys.push_back(stats_key(svc, sp.name, sp.proto));
+  if (svc.health_check_node_port > 0) keys.push_back(stats_key(svc, "healthCheckNodePort", config::protocol::tcp));
+  return keys;
+}
+
+}  // namespace
+
 std::shared_ptr<const port_runtime> reconciler::runtime_for(const config::service& svc, const config::service_port& sp,
                                                             apply_result& result) {
   auto usable = config::usable_endpoints(svc, sp, node_name_);
   const port_id id{sp.proto, sp.node_port};
-  const std::string stats_key = svc.id() + "/" + sp.name + "/" + std::string(config::to_string(sp.proto));
   const bool client_ip = svc.affinity == config::session_affinity::client_ip;
   const auto timeout = std::chrono::seconds(svc.affinity_timeout_seconds);
   const bool drop = svc.external_traffic_policy == config::traffic_policy::local;
@@ -87,7 +104,7 @@ std::shared_ptr<const port_runtime> reconciler::runtime_for(const config::servic
     rt->affinity = old_affinity ? std::make_shared<affinity_table>(*old_affinity, usable)
                                 : std::make_shared<affinity_table>(timeout);
   }
-  auto& stats = stats_[stats_key];
+  auto& stats = stats_[stats_key(svc, sp.name, sp.proto)];
   if (!stats) stats = std::make_shared<port_stats>(static_cast<unsigned>(workers_.size()));
   rt->stats = stats;
   return rt;
@@ -120,7 +137,7 @@ std::shared_ptr<const port_runtime> reconciler::health_check_runtime(const confi
   rt->proto = config::protocol::tcp;
   rt->node_port = svc.health_check_node_port;
   rt->local_endpoints = local;
-  auto& stats = stats_[svc.id() + "/healthCheckNodePort/TCP"];
+  auto& stats = stats_[stats_key(svc, "healthCheckNodePort", config::protocol::tcp)];
   if (!stats) stats = std::make_shared<port_stats>(static_cast<unsigned>(workers_.size()));
   rt->stats = stats;
   return rt;
@@ -275,14 +292,10 @@ apply_result reconciler::apply(const config::snapshot& snap) {
   std::set<std::string> fresh_ids, fresh_stats, removed_ids;
   for (const auto* svc : fresh) {
     fresh_ids.insert(svc->id());
-    for (const auto& sp : svc->ports) {
-      next[{sp.proto, sp.node_port}] = {runtime_for(*svc, sp, result), svc};
-      fresh_stats.insert(svc->id() + "/" + sp.name + "/" + std::string(config::to_string(sp.proto)));
-    }
-    if (svc->health_check_node_port > 0) {
+    for (const auto& sp : svc->ports) next[{sp.proto, sp.node_port}] = {runtime_for(*svc, sp, result), svc};
+    if (svc->health_check_node_port > 0)
       next[{config::protocol::tcp, svc->health_check_node_port}] = {health_check_runtime(*svc), svc};
-      fresh_stats.insert(svc->id() + "/healthCheckNodePort/TCP");
-    }
+    for (auto& key : stats_keys(*svc)) fresh_stats.insert(std::move(key));
   }
   for (const auto& [id, rt] : next) touched.insert(id);
   for (const auto* svc : gone) {
@@ -295,12 +308,8 @@ apply_result reconciler::apply(const config::snapshot& snap) {
       limits_.erase(svc->id());
       removed_ids.insert(svc->id());
     }
-    for (const auto& sp : svc->ports) {
-      auto key = svc->id() + "/" + sp.name + "/" + std::string(config::to_string(sp.proto));
+    for (const auto& key : stats_keys(*svc))
       if (!fresh_stats.count(key)) stats_.erase(key);
-    }
-    if (svc->health_check_node_port > 0 && !fresh_stats.count(svc->id() + "/healthCheckNodePort/TCP"))
-      stats_.erase(svc->id() + "/healthCheckNodePort/TCP");
   }
   if (!removed_ids.empty()) tls_.retain([&](const std::string& id) { return !removed_ids.count(id); });
 
