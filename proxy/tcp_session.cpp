@@ -13,7 +13,7 @@
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/error.hpp>
-#include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/asio/write.hpp>
 
 #include "proxy/access_log.hpp"
@@ -33,6 +33,12 @@ using clock_type = std::chrono::steady_clock;
 static constexpr int max_reads_per_turn = 16;
 /// Bytes asked of one splice(2) from a socket; the pipe's capacity (64 KiB by default) caps it.
 static constexpr std::size_t splice_chunk = 1 << 20;
+
+/// Tags of tls_stream operations (tls_done): which operation, for which direction or side.
+constexpr int tls_read = 0;   ///< + direction: wait_readable()'s 1-byte read from its source
+constexpr int tls_write = 2;  ///< + direction: write_out() to its sink
+constexpr int tls_client_handshake = 4;
+constexpr int tls_upstream_handshake = 5;
 
 const char* to_string(close_reason r) {
   switch (r) {
@@ -125,13 +131,30 @@ void tcp_session::release_handshake_slot() {
   worker_.shared().tls_handshakes.fetch_sub(1, std::memory_order_relaxed);
 }
 
+void tcp_session::tls_done(void* self, int tag, const error_code& ec, std::size_t n) {
+  auto* s = static_cast<tcp_session*>(self);
+  if (s->state_ == state::closed) return;
+  switch (tag) {
+    case tls_client_handshake: s->on_client_handshake(ec); break;
+    case tls_upstream_handshake: s->on_upstream_handshake(ec); break;
+    case tls_read:
+    case tls_read + 1: s->on_tls_read(tag - tls_read, ec, n); break;
+    case tls_write:
+    case tls_write + 1: s->on_write(tag - tls_write, ec); break;
+    default: break;
+  }
+}
+
 void tcp_session::start_client_handshake() {
   state_ = state::handshaking;
-  tls_[client_side] = std::make_unique<tls_stream>(client_, port_->tls->asio());
+  tls_[client_side] =
+      std::make_unique<tls_stream>(worker_.context(), client_, port_->tls->asio().native_handle(), tls_stream::role::server);
+  if (!tls_[client_side]->ok()) {
+    finish(close_reason::error, true, false);  // out of memory
+    return;
+  }
   arm_timer(worker_.cfg().tls_handshake_timeout);
-  tls_[client_side]->async_handshake(asio::ssl::stream_base::server, [self = shared_from_this()](const error_code& ec) {
-    self->on_client_handshake(ec);
-  });
+  tls_[client_side]->async_handshake(shared_from_this(), &tls_done, this, tls_client_handshake);
 }
 
 // Which tls_handshake_errors reason a failed handshake counts as (never anything about the client).
@@ -279,7 +302,12 @@ void tcp_session::upstream_ready() {
 void tcp_session::start_upstream_handshake() {
   const auto& ctx = *port_->upstream_tls;
   const auto& settings = ctx.settings();
-  tls_[upstream_side] = std::make_unique<tls_stream>(upstream_, ctx.asio());
+  tls_[upstream_side] =
+      std::make_unique<tls_stream>(worker_.context(), upstream_, ctx.asio().native_handle(), tls_stream::role::client);
+  if (!tls_[upstream_side]->ok()) {
+    attempt_failed("TLS: out of memory");
+    return;
+  }
   SSL* ssl = tls_[upstream_side]->native_handle();
   if (!settings.server_name.empty()) {
     SSL_set_tlsext_host_name(ssl, settings.server_name.c_str());
@@ -290,16 +318,17 @@ void tcp_session::start_upstream_handshake() {
   }
   ERR_clear_error();
   // Still inside the attempt's connect timeout: a stuck handshake moves on to the next endpoint.
-  tls_[upstream_side]->async_handshake(asio::ssl::stream_base::client, [self = shared_from_this()](const error_code& ec) {
-    if (self->state_ == state::closed) return;
-    if (ec || self->connect_timed_out_) {
-      ERR_clear_error();
-      bump(self->port_->stats->worker(self->worker_.index()).upstream_tls_handshake_failures);
-      self->attempt_failed("TLS handshake: " + (self->connect_timed_out_ ? std::string("timed out") : ec.message()));
-      return;
-    }
-    self->connected();
-  });
+  tls_[upstream_side]->async_handshake(shared_from_this(), &tls_done, this, tls_upstream_handshake);
+}
+
+void tcp_session::on_upstream_handshake(const error_code& ec) {
+  if (ec || connect_timed_out_) {
+    ERR_clear_error();
+    bump(port_->stats->worker(worker_.index()).upstream_tls_handshake_failures);
+    attempt_failed("TLS handshake: " + (connect_timed_out_ ? std::string("timed out") : ec.message()));
+    return;
+  }
+  connected();
 }
 
 void tcp_session::connected() {
@@ -488,15 +517,16 @@ void tcp_session::wait_readable(int d) {
                    known_empty);
     return;
   }
-  t->async_read_some(asio::buffer(&halves_[d].peek, 1), [self = shared_from_this(), d](const error_code& ec, std::size_t n) {
-    if (self->state_ == state::closed) return;
-    if (ec) {
-      self->tls_read_failed(d, ec);
-      return;
-    }
-    self->halves_[d].peeked = n == 1;
-    self->pump_copy(d);
-  });
+  t->async_read_some(&halves_[d].peek, 1, shared_from_this(), &tls_done, this, tls_read + d);
+}
+
+void tcp_session::on_tls_read(int d, const error_code& ec, std::size_t n) {
+  if (ec) {
+    tls_read_failed(d, ec);
+    return;
+  }
+  halves_[d].peeked = n == 1;
+  pump_copy(d);
 }
 
 void tcp_session::tls_read_failed(int d, const error_code& ec) {
@@ -569,12 +599,12 @@ void tcp_session::count(int d, std::size_t n) {
 }
 
 tcp_session::write_status tcp_session::write_out(int d, const char* data, std::size_t n) {
-  auto done = [self = shared_from_this(), d](const error_code& ec, std::size_t) { self->on_write(d, ec); };
   if (tls_stream* t = tls_sink(d)) {
     // OpenSSL may have to wait for the socket while it writes a record: always asynchronous.
-    asio::async_write(*t, asio::buffer(data, n), std::move(done));
+    t->async_write(data, n, shared_from_this(), &tls_done, this, tls_write + d);
     return write_status::pending;
   }
+  auto done = [self = shared_from_this(), d](const error_code& ec, std::size_t) { self->on_write(d, ec); };
   ssize_t w = ::send(sink(d).native_handle(), data, n, MSG_DONTWAIT | MSG_NOSIGNAL);
   if (w < 0) {
     if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
@@ -690,11 +720,11 @@ void tcp_session::end_direction(int d) {
 }
 
 // Sends close_notify on a TLS sink whose direction has ended, without disturbing a read that may
-// be pending on the same stream (the other direction keeps relaying: half-close). Asio's
-// async_shutdown would also wait for the peer's close_notify and so read from the socket
-// concurrently with that read. Instead OpenSSL writes the alert into a memory BIO swapped in for
-// a moment, and the bytes go straight to the socket: every earlier record of this direction has
-// been written already (the direction ends only after its last write completed).
+// be pending on the same stream (the other direction keeps relaying: half-close): OpenSSL writes
+// the alert into a memory BIO swapped in for a moment, and the bytes go to the socket with one
+// non-blocking write. Every earlier record of this direction has been written already (the
+// direction ends only after its last write completed), and a socket too full for a few dozen
+// bytes leaves no alert half-sent inside OpenSSL.
 void tcp_session::send_close_notify(tls_stream& t, tcp::socket& sock) {
   SSL* ssl = t.native_handle();
   BIO* original = SSL_get_wbio(ssl);

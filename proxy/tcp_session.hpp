@@ -31,8 +31,8 @@
 // PROXY protocol (proxyProtocol v1/v2): once the upstream is connected, the header is written
 // to it with one async_write before the relay starts, so it precedes every client byte; the
 // client is not read meanwhile. After that the relay (splice or copy) runs unchanged.
-// TLS (tls / upstreamTLS): the client side, the upstream side or both are an Asio ssl::stream
-// over the same socket. A TLS client handshakes first (bounded by --tls-handshake-timeout and a
+// TLS (tls / upstreamTLS): the client side, the upstream side or both are a tls_stream (OpenSSL
+// on the socket's descriptor) over the same socket. A TLS client handshakes first (bounded by --tls-handshake-timeout and a
 // slot of --tls-max-handshakes), and only then is the endpoint dialled: a client that fails the
 // handshake (no valid certificate, wrong version) never causes a connection to a pod. With
 // upstreamTLS the proxy handshakes with the endpoint after connecting (and after the PROXY
@@ -60,16 +60,11 @@
 #include "proxy/asio_tuning.hpp"
 #include "proxy/pipe_pool.hpp"
 #include "proxy/port_runtime.hpp"
-
-namespace boost::asio::ssl {
-template <typename Stream>
-class stream;
-}
+#include "proxy/tls_stream.hpp"
 
 namespace npp::proxy {
 
 class worker;
-using tls_stream = boost::asio::ssl::stream<boost::asio::ip::tcp::socket&>;
 
 /// Why a connection ended (logged as reason=...).
 enum class close_reason : std::uint8_t {
@@ -140,6 +135,8 @@ class tcp_session : public std::enable_shared_from_this<tcp_session>, public ses
   tls_stream* tls_source(int d) { return tls_[d == in ? client_side : upstream_side].get(); }
   tls_stream* tls_sink(int d) { return tls_[d == in ? upstream_side : client_side].get(); }
 
+  /// Completion of a tls_stream operation; the tag says which (tls_op).
+  static void tls_done(void* self, int tag, const boost::system::error_code& ec, std::size_t n);
   void start_client_handshake();
   void on_client_handshake(const boost::system::error_code& ec);
   void release_handshake_slot();
@@ -151,12 +148,15 @@ class tcp_session : public std::enable_shared_from_this<tcp_session>, public ses
   /// TCP connected and the PROXY header written: handshake with the endpoint or start relaying.
   void upstream_ready();
   void start_upstream_handshake();
+  void on_upstream_handshake(const boost::system::error_code& ec);
   void connected();
   void start_relay();
   /// Tells Asio the sockets are non-blocking (TLS: close_notify's synchronous write_some).
   void use_asio_io();
   std::size_t read_now(int d, char* buf, std::size_t size, boost::system::error_code& ec);
   void wait_readable(int d);
+  /// The 1-byte read wait_readable() started on a TLS source completed.
+  void on_tls_read(int d, const boost::system::error_code& ec, std::size_t n);
   /// A TLS source's read failed: close_notify (eof) ends the direction, anything else resets.
   void tls_read_failed(int d, const boost::system::error_code& ec);
   void do_wait(int d);

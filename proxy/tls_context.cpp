@@ -343,7 +343,7 @@ tls_server_context::tls_server_context(const config::tls_settings& s, const std:
   SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
                                SSL_OP_SINGLE_ECDH_USE);
   SSL_CTX_clear_options(ctx, SSL_OP_ALLOW_CLIENT_RENEGOTIATION | SSL_OP_LEGACY_SERVER_CONNECT);
-  // Idle connections give their read/write buffers back (about 34 KiB each per connection).
+  // Idle connections give their record buffers back (about 34 KiB per connection).
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
   if (SSL_CTX_set_cipher_list(ctx, tls12_ciphers) != 1) fail("cannot set the cipher list", "");
   if (SSL_CTX_set1_groups_list(ctx, groups) != 1) fail("cannot set the groups", "");
