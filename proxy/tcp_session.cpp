@@ -199,6 +199,15 @@ void tcp_session::on_client_handshake(const error_code& ec) {
   // until it is freed: present means it was sent.
   unsigned char* ocsp = nullptr;
   if (SSL_get_tlsext_status_ocsp_resp(ssl, &ocsp) > 0) bump(c.tls_handshakes_ocsp_stapled);
+  // A client that ended its side before sending a byte (a TLS probe or health check, a handshake
+  // benchmark) is not connected to an endpoint, as HAProxy does: the pod never sees it. A
+  // close_notify counts as done sending here even though TLS 1.3 allows half-close; a client
+  // that sends nothing and waits for the server to speak first keeps its side open and is served.
+  switch (tls_[client_side]->peer_ended()) {
+    case tls_stream::peer_state::closed: finish(close_reason::eof, false, false); return;
+    case tls_stream::peer_state::truncated: finish(close_reason::client_reset, false, false); return;
+    case tls_stream::peer_state::open: break;
+  }
   state_ = state::connecting;
   try_connect();
 }

@@ -27,7 +27,7 @@ using boost::system::error_code;
 // Writes use MSG_NOSIGNAL.
 namespace {
 
-int fd_of(BIO* b) { return static_cast<int>(reinterpret_cast<std::intptr_t>(BIO_get_data(b))); }
+int fd_of(BIO* b) { return static_cast<tls_stream::bio_state*>(BIO_get_data(b))->fd; }
 
 int socket_read(BIO* b, char* buf, int len) {
   BIO_clear_retry_flags(b);
@@ -86,7 +86,8 @@ tls_stream::tls_stream(asio::io_context& io, asio::ip::tcp::socket& sock, ssl_ct
     return;
   }
   // The BIO does not own the descriptor: the tcp::socket closes it.
-  BIO_set_data(bio, reinterpret_cast<void*>(static_cast<std::intptr_t>(sock.native_handle())));
+  bio_.fd = sock.native_handle();
+  BIO_set_data(bio, &bio_);
   SSL_set_bio(ssl, bio, bio);
   // Read-ahead: one read(2) takes whatever the socket has (up to a record buffer), not a 5-byte
   // header and then the body, so a record costs one system call. The relay never waits on the
@@ -103,6 +104,25 @@ tls_stream::tls_stream(asio::io_context& io, asio::ip::tcp::socket& sock, ssl_ct
 
 tls_stream::~tls_stream() {
   if (ssl_) SSL_free(ssl_);  // also frees the BIO, which leaves the descriptor open
+}
+
+tls_stream::peer_state tls_stream::peer_ended() {
+  if (!ssl_) return peer_state::open;
+  ERR_clear_error();
+  errno = 0;
+  char byte;
+  std::size_t n = 0;
+  const int result = SSL_peek_ex(ssl_, &byte, 1, &n);
+  peer_state state = peer_state::open;  // data, nothing more yet (WANT_READ), or an error the relay will meet
+  if (result != 1) {
+    const int why = SSL_get_error(ssl_, result);
+    if (why == SSL_ERROR_ZERO_RETURN)
+      state = peer_state::closed;  // close_notify
+    else if (why == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 && errno == 0)
+      state = peer_state::truncated;  // the TCP stream ended without close_notify
+  }
+  ERR_clear_error();
+  return state;
 }
 
 void tls_stream::async_handshake(std::shared_ptr<void> keep, callback cb, void* target, int tag) {

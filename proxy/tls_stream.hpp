@@ -52,6 +52,18 @@ class tls_stream {
   bool ok() const { return ssl_ != nullptr; }
   ssl_st* native_handle() const { return ssl_; }
 
+  /// Whether the peer has already ended its side: for a handshake's end, so that a client that
+  /// leaves right after it (a TLS probe or health check, `openssl s_time`) costs no connection to
+  /// a pod. Peeks one byte through OpenSSL (consumes nothing; one recv(2) unless OpenSSL holds
+  /// unread bytes). Application data waiting, or nothing yet, means `open`.
+  enum class peer_state : std::uint8_t { open, closed, truncated };
+  peer_state peer_ended();
+
+  /// What the BIO's functions (tls_stream.cpp) know of the socket.
+  struct bio_state {
+    int fd = -1;
+  };
+
   /// Runs the handshake to its end: cb(target, tag, ec, 0).
   void async_handshake(std::shared_ptr<void> keep, callback cb, void* target, int tag);
   /// Reads 1 to `size` bytes of application data into `buf`: cb(target, tag, ec, n).
@@ -85,6 +97,7 @@ class tls_stream {
   boost::asio::io_context& io_;
   boost::asio::ip::tcp::socket& sock_;
   ssl_st* ssl_ = nullptr;
+  bio_state bio_;
   op reader_;  ///< the handshake or a read
   op writer_;  ///< a write
 };

@@ -311,6 +311,55 @@ class TestCloseSemantics(TlsCase):
         rec = p.wait_closed(2)
         self.assertIn("client_reset", [r["reason"] for r in rec])
 
+    def _handshake_then(self, port, close_notify):
+        """A TLS 1.3 handshake through memory BIOs; then the client's Finished goes out in one
+        segment, with close_notify behind it if asked, and the client's FIN follows."""
+        raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.addCleanup(raw.close)
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = T.client_context(min_version=ssl.TLSVersion.TLSv1_3).wrap_bio(incoming, outgoing,
+                                                                           server_hostname="localhost")
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                if outgoing.pending:
+                    raw.sendall(outgoing.read())
+                data = raw.recv(65536)
+                self.assertTrue(data, "the proxy closed during the handshake")
+                incoming.write(data)
+        if close_notify:
+            try:
+                tls.unwrap()
+            except ssl.SSLWantReadError:
+                pass  # close_notify is written; the proxy's is not awaited
+        raw.sendall(outgoing.read())  # Finished [+ close_notify]: one write, one segment
+        raw.shutdown(socket.SHUT_WR)
+        return raw
+
+    def test_client_gone_after_its_handshake_is_not_dialled(self):
+        """A client that finishes its handshake and ends its side before sending a byte (a TLS
+        probe or health check) costs the pod no connection, as with HAProxy: the handshake counts
+        as a success and the connection closes with reason eof. A client that sends its first
+        bytes in the same way is relayed as always."""
+        b = self.backend(npp.sink_handler())
+        p, port, _ = self.start_tls(backend=b)
+        self._handshake_then(port, close_notify=True)
+        rec = p.wait_closed(1)
+        self.assertEqual(rec[0]["reason"], "eof", rec)
+        self.assertEqual((rec[0]["attempts"], rec[0]["endpoint"]), ("0", "-"), rec)
+        text = T.metrics(self.metrics_port)
+        self.assertEqual(T.metric_value(text, "nodeport_proxy_tls_handshakes_total"), 1)
+        self.assertEqual(T.metric_value(text, "nodeport_proxy_tls_handshake_errors_total"), 0)
+        # Data, then close_notify and FIN right behind the handshake: dialled, and all delivered.
+        s = T.tls_connect(port)
+        s.sendall(b"x" * 1000)
+        s.unwrap().close()
+        res = b.wait_results(1)[0]
+        self.assertEqual((res["end"], res["bytes"]), ("eof", 1000))
+        self.assertEqual(len(b.conns), 1)
+
     def test_pod_fin_becomes_close_notify(self):
         """The pod's FIN reaches the client as close_notify (a clean EOF, not a truncation) after
         all its data; the client may still send (half-close) before it closes."""
