@@ -342,6 +342,11 @@ int cmd_run(const run_flags& f) {
     log_problems(e);
     return exit_error;
   }
+  // The TLS files are read by the first apply, before the file watch exists: a file replaced in
+  // between would go unnoticed until the next change. Their bytes are noted before the apply and
+  // compared once the watch is up, like the endpoint files'.
+  const std::vector<std::string> tls_inputs = config::tls_files(first);
+  const std::string tls_fingerprint = fingerprint(tls_inputs);
   try {
     proxy::server srv(s, node_name(f));
     auto r = srv.apply(first);
@@ -360,7 +365,9 @@ int cmd_run(const run_flags& f) {
       loaded_fingerprint = std::move(fp);
       return snap;
     };
-    return srv.run(reload, watch, [&] { return fingerprint(f.endpoints_files) != loaded_fingerprint; });
+    return srv.run(reload, watch, [&] {
+      return fingerprint(f.endpoints_files) != loaded_fingerprint || fingerprint(tls_inputs) != tls_fingerprint;
+    });
   } catch (const std::exception& e) {
     spdlog::error("{}", e.what());
     return exit_error;

@@ -29,17 +29,23 @@ namespace {
 
 int fd_of(BIO* b) { return static_cast<tls_stream::bio_state*>(BIO_get_data(b))->fd; }
 
+// A retry (EAGAIN) means the socket was found empty or full, which is what lets tls_stream wait
+// for the next edge without asking again; EINTR proves nothing, so it is tried again here.
 int socket_read(BIO* b, char* buf, int len) {
   BIO_clear_retry_flags(b);
-  const ssize_t r = ::recv(fd_of(b), buf, static_cast<std::size_t>(len), 0);
-  if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) BIO_set_retry_read(b);
+  ssize_t r;
+  do r = ::recv(fd_of(b), buf, static_cast<std::size_t>(len), 0);
+  while (r < 0 && errno == EINTR);
+  if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) BIO_set_retry_read(b);
   return static_cast<int>(r);
 }
 
 int socket_write(BIO* b, const char* buf, int len) {
   BIO_clear_retry_flags(b);
-  const ssize_t r = ::send(fd_of(b), buf, static_cast<std::size_t>(len), MSG_NOSIGNAL);
-  if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) BIO_set_retry_write(b);
+  ssize_t r;
+  do r = ::send(fd_of(b), buf, static_cast<std::size_t>(len), MSG_NOSIGNAL);
+  while (r < 0 && errno == EINTR);
+  if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) BIO_set_retry_write(b);
   return static_cast<int>(r);
 }
 

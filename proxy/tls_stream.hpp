@@ -68,7 +68,7 @@ class tls_stream {
   void async_handshake(std::shared_ptr<void> keep, callback cb, void* target, int tag);
   /// Reads 1 to `size` bytes of application data into `buf`: cb(target, tag, ec, n).
   void async_read_some(char* buf, std::size_t size, std::shared_ptr<void> keep, callback cb, void* target, int tag);
-  /// Writes all `n` bytes at `data` (which must stay valid until the callback): cb(target, tag, ec, n).
+  /// Writes all `n` (> 0) bytes at `data`, which must stay valid until cb(target, tag, ec, n).
   void async_write(const char* data, std::size_t n, std::shared_ptr<void> keep, callback cb, void* target, int tag);
 
  private:
