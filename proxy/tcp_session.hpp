@@ -32,8 +32,8 @@
 // to it with one async_write before the relay starts, so it precedes every client byte; the
 // client is not read meanwhile. After that the relay (splice or copy) runs unchanged.
 // TLS (tls / upstreamTLS): the client side, the upstream side or both are a tls_stream (OpenSSL
-// on the socket's descriptor) over the same socket. A TLS client handshakes first (bounded by --tls-handshake-timeout and a
-// slot of --tls-max-handshakes), and only then is the endpoint dialled: a client that fails the
+// on the socket's descriptor). A TLS client handshakes first (bounded by --tls-handshake-timeout
+// and a slot of --tls-max-handshakes), and only then is the endpoint dialled: a client that fails the
 // handshake (no valid certificate, wrong version) never causes a connection to a pod. With
 // upstreamTLS the proxy handshakes with the endpoint after connecting (and after the PROXY
 // header), inside the connect timeout; a failure there counts as a failed attempt and the next
@@ -135,7 +135,7 @@ class tcp_session : public std::enable_shared_from_this<tcp_session>, public ses
   tls_stream* tls_source(int d) { return tls_[d == in ? client_side : upstream_side].get(); }
   tls_stream* tls_sink(int d) { return tls_[d == in ? upstream_side : client_side].get(); }
 
-  /// Completion of a tls_stream operation; the tag says which (tls_op).
+  /// Completion of a tls_stream operation; the tag (tls_read, tls_write, ... in the .cpp) says which.
   static void tls_done(void* self, int tag, const boost::system::error_code& ec, std::size_t n);
   void start_client_handshake();
   void on_client_handshake(const boost::system::error_code& ec);
