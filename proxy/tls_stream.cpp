@@ -27,7 +27,7 @@ using boost::system::error_code;
 // Writes use MSG_NOSIGNAL.
 namespace {
 
-int fd_of(BIO* b) { return static_cast<tls_stream::bio_state*>(BIO_get_data(b))->fd; }
+int fd_of(BIO* b) { return static_cast<int>(reinterpret_cast<std::intptr_t>(BIO_get_data(b))); }
 
 // A retry (EAGAIN) means the socket was found empty or full, which is what lets tls_stream wait
 // for the next edge without asking again; EINTR proves nothing, so it is tried again here.
@@ -92,8 +92,7 @@ tls_stream::tls_stream(asio::io_context& io, asio::ip::tcp::socket& sock, ssl_ct
     return;
   }
   // The BIO does not own the descriptor: the tcp::socket closes it.
-  bio_.fd = sock.native_handle();
-  BIO_set_data(bio, &bio_);
+  BIO_set_data(bio, reinterpret_cast<void*>(static_cast<std::intptr_t>(sock.native_handle())));
   SSL_set_bio(ssl, bio, bio);
   // Read-ahead: one read(2) takes whatever the socket has (up to a record buffer), not a 5-byte
   // header and then the body, so a record costs one system call. The relay never waits on the
@@ -112,6 +111,30 @@ tls_stream::~tls_stream() {
   if (ssl_) SSL_free(ssl_);  // also frees the BIO, which leaves the descriptor open
 }
 
+/// The error of a failed SSL call whose SSL_get_error() was `why` (not WANT_READ/WANT_WRITE), in
+/// the terms the relay uses (see the header). errno is the call's.
+static error_code failure(int why) {
+  const int saved_errno = errno;
+  switch (why) {
+    case SSL_ERROR_ZERO_RETURN:
+      return asio::error::eof;
+    case SSL_ERROR_SYSCALL:
+      // No TLS error queued: the socket failed (errno), or ended without close_notify (see
+      // the BIO above).
+      if (ERR_peek_error() == 0)
+        return saved_errno != 0 ? error_code(saved_errno, boost::system::system_category())
+                                : error_code(asio::ssl::error::stream_truncated);
+      break;
+    case SSL_ERROR_SSL:
+      break;
+    default:
+      return asio::ssl::error::unexpected_result;
+  }
+  const unsigned long e = ERR_get_error();
+  return e != 0 ? error_code(static_cast<int>(e), asio::error::get_ssl_category())
+                : error_code(asio::ssl::error::unspecified_system_error);
+}
+
 tls_stream::peer_state tls_stream::peer_ended() {
   if (!ssl_) return peer_state::open;
   ERR_clear_error();
@@ -119,12 +142,14 @@ tls_stream::peer_state tls_stream::peer_ended() {
   char byte;
   std::size_t n = 0;
   const int result = SSL_peek_ex(ssl_, &byte, 1, &n);
-  peer_state state = peer_state::open;  // data, nothing more yet (WANT_READ), or an error the relay will meet
-  if (result != 1) {
-    const int why = SSL_get_error(ssl_, result);
-    if (why == SSL_ERROR_ZERO_RETURN)
+  const int why = result == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl_, result);
+  // Data, nothing more yet, or an error the relay will meet on its first read: open.
+  peer_state state = peer_state::open;
+  if (why != SSL_ERROR_NONE && why != SSL_ERROR_WANT_READ && why != SSL_ERROR_WANT_WRITE) {
+    const error_code ec = failure(why);
+    if (ec == asio::error::eof)
       state = peer_state::closed;  // close_notify
-    else if (why == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 && errno == 0)
+    else if (ec == asio::ssl::error::stream_truncated)
       state = peer_state::truncated;  // the TCP stream ended without close_notify
   }
   ERR_clear_error();
@@ -156,29 +181,6 @@ void tls_stream::start(op& o, kind what, char* buf, std::size_t size, std::share
   o.target = target;
   o.tag = tag;
   attempt(o, /*initiating=*/true);
-}
-
-/// The error of a failed SSL call, in the terms the relay uses (see the header).
-static error_code failure(SSL* ssl, int result) {
-  const int saved_errno = errno;
-  switch (SSL_get_error(ssl, result)) {
-    case SSL_ERROR_ZERO_RETURN:
-      return asio::error::eof;
-    case SSL_ERROR_SYSCALL:
-      // No TLS error queued: the socket failed (errno), or ended without close_notify (see
-      // the BIO above).
-      if (ERR_peek_error() == 0)
-        return saved_errno != 0 ? error_code(saved_errno, boost::system::system_category())
-                                : error_code(asio::ssl::error::stream_truncated);
-      break;
-    case SSL_ERROR_SSL:
-      break;
-    default:
-      return asio::ssl::error::unexpected_result;
-  }
-  const unsigned long e = ERR_get_error();
-  return e != 0 ? error_code(static_cast<int>(e), asio::error::get_ssl_category())
-                : error_code(asio::ssl::error::unspecified_system_error);
 }
 
 void tls_stream::attempt(op& o, bool initiating) {
@@ -215,7 +217,7 @@ void tls_stream::attempt(op& o, bool initiating) {
     });
     return;
   }
-  complete(o, failure(ssl_, result), 0, initiating);
+  complete(o, failure(why), 0, initiating);
 }
 
 void tls_stream::on_readable(void* target, int, const error_code& ec, std::size_t) {

@@ -59,11 +59,6 @@ class tls_stream {
   enum class peer_state : std::uint8_t { open, closed, truncated };
   peer_state peer_ended();
 
-  /// What the BIO's functions (tls_stream.cpp) know of the socket.
-  struct bio_state {
-    int fd = -1;
-  };
-
   /// Runs the handshake to its end: cb(target, tag, ec, 0).
   void async_handshake(std::shared_ptr<void> keep, callback cb, void* target, int tag);
   /// Reads 1 to `size` bytes of application data into `buf`: cb(target, tag, ec, n).
@@ -97,7 +92,6 @@ class tls_stream {
   boost::asio::io_context& io_;
   boost::asio::ip::tcp::socket& sock_;
   ssl_st* ssl_ = nullptr;
-  bio_state bio_;
   op reader_;  ///< the handshake or a read
   op writer_;  ///< a write
 };
