@@ -231,10 +231,9 @@ void tcp_session::try_connect() {
   error_code ignored_ec;
   upstream_.close(ignored_ec);
   attempt_started_ = clock_type::now();
-  arm_timer(worker_.cfg().connect_timeout);
   // A non-blocking connect by hand rather than Asio's async_connect: the socket is born
-  // non-blocking with TCP_NODELAY set before the SYN, and completion is one writability wait
-  // plus SO_ERROR (Asio adds an ioctl and a poll per attempt).
+  // non-blocking with TCP_NODELAY set before the SYN, and completion is known at once or after
+  // one writability wait (Asio adds an ioctl and a poll per attempt).
   const tcp::endpoint& target = port_->endpoints[endpoint_index_];
   int fd = ::socket(target.protocol().family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
   if (fd < 0) {
@@ -258,6 +257,33 @@ void tcp_session::try_connect() {
     on_connect(error_code(errno, boost::system::system_category()));
     return;
   }
+  // To an endpoint on this node (loopback, a pod behind a local bridge) the handshake has usually
+  // finished by the time connect(2) returns: the SYN, SYN-ACK and ACK are processed before the
+  // call leaves the kernel. A second connect(2) tells: 0 when connected, EALREADY while the
+  // handshake is under way, the error when it failed. One system call instead of the EPOLL_CTL_MOD
+  // that arms a writability wait, the wait itself and the peek after it.
+  int again;
+  do again = ::connect(fd, target.data(), static_cast<socklen_t>(target.size()));
+  while (again < 0 && errno == EINTR);
+  if (again == 0) {
+    // The attempt's deadline still covers what follows before the relay (PROXY header, TLS
+    // handshake with the endpoint). Without either, no timer is armed for it: each arm that
+    // becomes the reactor's earliest deadline costs a timerfd_settime(2).
+    if (port_->upstream_tls || port_->proxy_protocol != config::proxy_protocol_version::off)
+      arm_timer(worker_.cfg().connect_timeout);
+    // Registered with epoll (adopt_socket) in this same handler, before the connect: a byte that
+    // arrives from now on is still an edge the reactor will report, so the endpoint's first
+    // read need not try at once (see drain_read).
+    upstream_known_empty_ = true;
+    on_connect({});
+    upstream_known_empty_ = false;  // valid only until the next wait for events (see below)
+    return;
+  }
+  if (errno != EALREADY && errno != EINPROGRESS) {
+    on_connect(error_code(errno, boost::system::system_category()));
+    return;
+  }
+  arm_timer(worker_.cfg().connect_timeout);
   upstream_.async_wait(tcp::socket::wait_write, [self = shared_from_this()](const error_code& ec) {
     if (self->state_ == state::closed) return;
     error_code result = ec;
@@ -721,8 +747,15 @@ void tcp_session::end_direction(int d) {
     finish(close_reason::eof, false, false);
     return;
   }
-  error_code ignored_ec;
-  sink(d).shutdown(tcp::socket::shutdown_send, ignored_ec);
+  // The FIN goes out on a later turn of the event loop, not now. A peer that closes as soon as it
+  // has its answer (an HTTP client after a "Connection: close" response) has usually sent its
+  // own FIN by then, and the reactor reads it before this turn comes: both directions are then
+  // done, and the close(2) in finish() sends this FIN without a shutdown(2).
+  asio::post(worker_.context(), [self = shared_from_this(), d] {
+    if (self->state_ != state::relaying) return;
+    error_code ignored_ec;
+    self->sink(d).shutdown(tcp::socket::shutdown_send, ignored_ec);
+  });
   // Half-closed from now on: the shorter limit applies.
   touch();
   arm_timer(std::min(worker_.cfg().half_closed_timeout, worker_.cfg().idle_timeout));

@@ -209,7 +209,7 @@ class tcp_session : public std::enable_shared_from_this<tcp_session>, public ses
   unsigned attempts_ = 0;                      ///< connect attempts made
   state state_ = state::connecting;
   bool connect_timed_out_ = false;             ///< the timer ended the current connect attempt
-  bool upstream_known_empty_ = false;          ///< the connect's peek found nothing to read (this handler only)
+  bool upstream_known_empty_ = false;          ///< the endpoint has nothing to read yet (this handler only)
   bool splice_ = false;                        ///< bulk may relay with splice(2) (plain TCP, --splice)
   bool holds_handshake_slot_ = false;          ///< counted in shared_state::tls_handshakes
   bool holds_slot_ = true;                     ///< counted in connections_active and the global limit
