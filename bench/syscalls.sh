@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# System calls per proxied connection on the connection-per-request path (the bench's "close"
-# row), counted with strace -c on one worker. Load-independent, unlike req/s: use it to see what
-# a change to the accept/connect/relay path costs or saves.
+# System calls per proxied request, counted with strace -c on one worker. Load-independent,
+# unlike req/s: use it to see what a change to the accept/connect/relay path costs or saves.
+#   close  a connection per request (the bench's "close" row: nginx `return 200`)
+#   ka     keep-alive requests for a 1 KiB file (the bench's "keep-alive" row)
 #
-#   bench/syscalls.sh [BINARY]      (default build/nodeport-proxy; needs nginx, wrk, strace)
+#   bench/syscalls.sh [BINARY] [close|ka]   (default build/nodeport-proxy close; needs nginx, wrk, strace)
 set -euo pipefail
 BIN=${1:-build/nodeport-proxy}
+MODE=${2:-close}
 DIR=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$DIR"' EXIT
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 BE=$(free_port)
 NP=$(free_port)
-mkdir -p "$DIR/logs"
+mkdir -p "$DIR/logs" "$DIR/www"
+head -c 1024 /dev/urandom >"$DIR/www/1k"
+chmod -R a+rX "$DIR"  # nginx's workers run as nobody
 cat >"$DIR/nginx.conf" <<EOF
 worker_processes 1;
 pid $DIR/nginx.pid;
@@ -19,7 +23,7 @@ error_log $DIR/logs/error.log warn;
 events { worker_connections 4096; }
 http {
   access_log off;
-  server { listen 127.0.0.1:$BE; location / { return 200 "ok\n"; } }
+  server { listen 127.0.0.1:$BE; location / { return 200 "ok\n"; } location /1k { root $DIR/www; } }
 }
 EOF
 nginx -p "$DIR" -c "$DIR/nginx.conf" -g 'daemon off;' &
@@ -31,12 +35,17 @@ for _ in $(seq 100); do
   curl -s -o /dev/null "http://127.0.0.1:$NP/" && break
   sleep 0.05
 done
-out=$(wrk -t1 -c10 -d3s -H 'Connection: close' "http://127.0.0.1:$NP/")
+if [[ $MODE == ka ]]; then
+  out=$(wrk -t1 -c10 -d3s "http://127.0.0.1:$NP/1k")
+else
+  out=$(wrk -t1 -c10 -d3s -H 'Connection: close' "http://127.0.0.1:$NP/")
+fi
+if grep -q 'Non-2xx' <<<"$out"; then echo "the backend answered errors: $out" >&2; exit 1; fi
 pkill -TERM -P $PROXY  # the proxy is strace's child; strace exits after it
 wait $PROXY || true
 requests=$(awk '/requests in/ {print $1}' <<<"$out")
 requests=$((requests + 1))  # the readiness curl
-echo "connections: $requests"
+echo "requests ($MODE): $requests"
 awk -v n="$requests" '
   $1 ~ /^[0-9.]+$/ && NF >= 5 { name = $NF; calls = $4; if (name != "total") printf "%-16s %8.2f\n", name, calls / n; if (name != "total") sum += calls }
-  END { printf "%-16s %8.2f\n", "per connection", sum / n }' "$DIR/strace.txt" | sort -k2 -n -r
+  END { printf "%-16s %8.2f\n", "per request", sum / n }' "$DIR/strace.txt" | sort -k2 -n -r

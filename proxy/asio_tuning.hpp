@@ -13,6 +13,9 @@
 #include <boost/version.hpp>
 #include <cstddef>
 #include <memory>
+#include <utility>
+
+#include "proxy/buffer_pool.hpp"
 
 #if BOOST_VERSION == 108100 && defined(BOOST_ASIO_HAS_EPOLL) && !defined(BOOST_ASIO_HAS_IO_URING_AS_DEFAULT)
 #define NPP_ASIO_TUNED 1
@@ -174,16 +177,25 @@ class drain_read
   /// keep is held until then (the owner's lifetime). known_empty: the caller found the socket
   /// empty (a recv that returned EAGAIN) in this same handler, with no wait for events since, so
   /// any data after that raises an edge still to come: the receive waits for it without trying.
+  ///
+  /// pool (optional): a message longer than buf still takes one recvmsg(). The receive borrows a
+  /// buffer B from pool for the length of the call and reads into buf, then on into B from
+  /// offset size. When the bytes reach B (n >= size), B is kept for the caller, who takes it
+  /// with take_overflow() and copies buf's size bytes in front of the rest: the message is then
+  /// B[0, n). Otherwise B goes straight back, so a waiting receive holds no pool buffer.
   void start(boost::asio::io_context& ctx, boost::asio::ip::tcp::socket& s, char* buf, std::size_t size,
-             std::shared_ptr<void> keep, callback cb, void* target, int tag, bool known_empty = false) {
+             std::shared_ptr<void> keep, callback cb, void* target, int tag, bool known_empty = false,
+             buffer_pool* pool = nullptr) {
 #if NPP_ASIO_TUNED
     fd_ = s.native_handle();
     buf_ = buf;
     size_ = size;
+    pool_ = pool && pool->size() > size ? pool : nullptr;
     submit(ctx, s, std::move(keep), cb, target, tag, known_empty);
 #else
     (void)ctx;
     (void)known_empty;
+    (void)pool;
     s.async_read_some(boost::asio::buffer(buf, size),
                       [keep = std::move(keep), cb, target, tag](const boost::system::error_code& ec, std::size_t n) {
                         cb(target, tag, ec, n);
@@ -191,20 +203,42 @@ class drain_read
 #endif
   }
 
+  /// The pool buffer holding the completed receive's bytes past buf (see start), or null: the
+  /// caller owns it from here and gives it back to the pool.
+  char* take_overflow() {
 #if NPP_ASIO_TUNED
+    return std::exchange(overflow_, nullptr);
+#else
+    return nullptr;
+#endif
+  }
+
+#if NPP_ASIO_TUNED
+  ~drain_read() { delete[] overflow_; }  // not taken: the io_context ended before the callback
+
  private:
   static status perform(reactor_op* base) {
     auto* o = static_cast<drain_read*>(base);
     if (o->skip_) return not_done;
-    iovec iov{o->buf_, o->size_};
+    iovec iov[2] = {{o->buf_, o->size_}, {}};
+    char* borrowed = nullptr;
+    if (o->pool_) {
+      borrowed = o->pool_->acquire();
+      iov[1] = {borrowed + o->size_, o->pool_->size() - o->size_};
+    }
     alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
     msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
+    msg.msg_iov = iov;
+    msg.msg_iovlen = borrowed ? 2 : 1;
     for (;;) {
       msg.msg_control = control;
       msg.msg_controllen = sizeof control;
       const ssize_t n = ::recvmsg(o->fd_, &msg, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (borrowed && n >= static_cast<ssize_t>(o->size_))
+        o->overflow_ = borrowed;
+      else if (borrowed)
+        o->pool_->release(borrowed);
       if (n > 0) {
         o->bytes_transferred_ = static_cast<std::size_t>(n);
         return bytes_left(msg) == 0 ? done_and_exhausted : done;
@@ -213,7 +247,6 @@ class drain_read
         o->ec_ = boost::asio::error::eof;
         return done_and_exhausted;
       }
-      if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return not_done;
       o->ec_ = boost::system::error_code(errno, boost::system::system_category());
       return done;
@@ -234,6 +267,8 @@ class drain_read
   int fd_ = -1;
   char* buf_ = nullptr;
   std::size_t size_ = 0;
+  buffer_pool* pool_ = nullptr;  ///< lends the receive room past buf_, or null
+  char* overflow_ = nullptr;     ///< borrowed from pool_, holding bytes past buf_, until taken
 #endif
 };
 

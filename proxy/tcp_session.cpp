@@ -549,7 +549,7 @@ void tcp_session::wait_readable(int d) {
     }
     const bool known_empty = d == out && std::exchange(upstream_known_empty_, false);
     h.reader.start(worker_.context(), source(d), h.small, sizeof h.small, shared_from_this(), &small_read_done, this, d,
-                   known_empty);
+                   known_empty, &worker_.buffers());
     return;
   }
   t->async_read_some(&halves_[d].peek, 1, shared_from_this(), &tls_done, this, tls_read + d);
@@ -586,7 +586,12 @@ void tcp_session::small_read_done(void* self, int d, const error_code& ec, std::
 }
 
 void tcp_session::on_small_read(int d, const error_code& ec, std::size_t n) {
-  if (state_ == state::closed) return;
+  // A message longer than `small` came in one receive, its rest in a borrowed pool buffer.
+  char* const rest = halves_[d].reader.take_overflow();
+  if (state_ == state::closed) {
+    worker_.buffers().release(rest);
+    return;
+  }
   if (ec == asio::error::eof) {
     end_direction(d);
     return;
@@ -604,8 +609,24 @@ void tcp_session::on_small_read(int d, const error_code& ec, std::size_t n) {
     const int one = 1;
     ::setsockopt(upstream_.native_handle(), IPPROTO_TCP, TCP_INQ, &one, sizeof one);
   }
+  if (rest) {
+    // The message is rest[0, n) once `small` is in front. Like any read into a pool buffer: a
+    // short one took everything the socket had; a full one may be bulk (see pump_copy).
+    std::memcpy(rest, h.small, sizeof h.small);
+    h.buf = rest;
+    if (n < worker_.buffers().size())
+      h.drained = true;
+    else if (splice_)
+      h.spliced = true;
+    if (write_out(d, h.buf, n) != write_status::done) return;  // on_write continues
+    if (h.drained)
+      wait_again(d);
+    else
+      pump_copy(d);
+    return;
+  }
   if (n == sizeof h.small) {
-    // Filled: more is probably waiting. Read on in a pool buffer behind these bytes, so that
+    // Filled (a build without the pool-extended receive): more is probably waiting. Read on in a pool buffer behind these bytes, so that
     // they all leave in one write.
     h.buf = worker_.buffers().acquire();
     std::memcpy(h.buf, h.small, n);

@@ -8,11 +8,12 @@
 //   client <==== client_ <--write-- buffer <--read--- upstream_ <==== endpoint
 //            direction out (upstream -> client)
 //
-// Each direction waits with a small read (Asio's async_read_some into the half's own 512-byte
-// `small` buffer): Asio first tries it at once and otherwise parks it until the next edge, with no
-// epoll_ctl per wait, and a request or a reply that fits arrives with the wait itself. A short
-// read took everything the socket had: write it and wait again. A full one: borrow a pool buffer,
-// read on behind those bytes until the source is drained, write, give the buffer back, wait again.
+// Each direction waits with a small read (drain_read into the half's own 512-byte `small`
+// buffer): it is tried at once and otherwise parked until the next edge, with no epoll_ctl per
+// wait, and a request or a reply arrives with the wait itself. A longer message arrives in the
+// same receive: it goes on into a pool buffer borrowed for that call only (so a waiting direction
+// holds none). A short read took everything the socket had: write it and wait again. A full one:
+// keep the pool buffer, read on until the source is drained, write, give it back, wait again.
 // One read in flight per direction and a fixed buffer: a slow sink stalls its source (flow
 // control), and memory is bounded by 2 x buffer_size while data moves, 2 x 512 bytes while idle.
 // Bulk (a read that fills a whole pool buffer) switches that direction to splice (plain TCP,

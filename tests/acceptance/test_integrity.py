@@ -140,6 +140,61 @@ class Integrity(npp.ProxyTestCase):
                 self.assertEqual(set(caps), {want}, caps)
 
 
+def reversing_pod(conn, backend):
+    """Pod for request/response: reads an 8-byte length and that many bytes, answers with the
+    bytes reversed in one write; repeats until EOF."""
+    served = 0
+    while True:
+        try:
+            head = npp.recv_exact(conn, 8, timeout=10)
+        except AssertionError:  # EOF between messages
+            break
+        body = npp.recv_exact(conn, int.from_bytes(head, "big"), timeout=10)
+        conn.sendall(body[::-1])
+        served += 1
+    conn.shutdown(socket.SHUT_WR)
+    backend.record(end="eof", served=served)
+
+
+class MessageSizes(npp.ProxyTestCase):
+    """One message at a time each way, sized around the relay's read boundaries: the 512-byte
+    read a direction waits with, the pool buffer a longer message continues into in the same
+    receive (--buffer-size), and a whole buffer, where bulk switches to splice."""
+
+    SIZES = (1, 511, 512, 513, 1400, 4096, 32 * KiB - 8, 32 * KiB - 1, 32 * KiB, 32 * KiB + 1, 100_000, 1)
+
+    def exchange_all(self, extra, sizes):
+        pod = self.backend(reversing_pod, name="reverse")
+        node_port = npp.free_port()
+        proxy = self.proxy_for([npp.svc("rr", node_port, [pod.addr])], extra=extra)
+        start = proxy.mark()
+        s = self.client(node_port)
+        for n in sizes:
+            body = os.urandom(n)
+            s.sendall(n.to_bytes(8, "big") + body)
+            self.assertEqual(npp.recv_exact(s, n, timeout=10), body[::-1], "message of %d bytes" % n)
+        local = s.getsockname()
+        s.shutdown(socket.SHUT_WR)
+        s.settimeout(5)
+        self.assertEqual(s.recv(1), b"", "the pod's FIN must reach the client")
+        s.close()
+        self.assertEqual(pod.wait_results(1)[0]["served"], len(sizes))
+        rec = proxy.closed_for_client(local, start=start)
+        self.assertEqual((rec.get("reason"), rec.get("bytes_in"), rec.get("bytes_out")),
+                         ("eof", str(sum(sizes) + 8 * len(sizes)), str(sum(sizes))), rec)
+
+    def test_sizes_around_the_read_boundaries(self):
+        self.exchange_all(["--workers", "1"], self.SIZES)
+
+    def test_sizes_without_splice(self):
+        self.exchange_all(["--workers", "1", "--splice", "false"], self.SIZES)
+
+    def test_sizes_with_small_buffers(self):
+        # A pool buffer of 1 KiB: a message of 513-1024 bytes fits one receive, longer ones go on
+        # through the buffer in several.
+        self.exchange_all(["--workers", "1", "--buffer-size", "1024"], (1, 512, 513, 1024, 1025, 5000, 1))
+
+
 class MaxConnections(npp.ProxyTestCase):
 
     def test_sixth_client_is_reset_while_five_stay_usable(self):
