@@ -213,6 +213,7 @@ int server::run(reload_fn reload, std::vector<std::filesystem::path> watch, std:
       spdlog::info("input files changed: reloading configuration");
       s.reload_now(reload);
     });
+    spdlog::info("watching {} input file(s) for changes", watch.size());
     if (changed_since_load && changed_since_load()) {
       // A write may still be in progress: give it the watch's quiet time, then reload unless the
       // watch has loaded the same bytes meanwhile.

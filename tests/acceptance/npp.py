@@ -580,6 +580,27 @@ class Proxy:
             workers = int(self.cmd[self.cmd.index("--workers") + 1])
         return other + max(0, pipes - self.PIPE_FDS_CACHED_PER_WORKER * workers)
 
+    def fd_targets(self):
+        """{fd: what it points at} ("socket:[inode]", "pipe:[inode]", a path), for diagnostics."""
+        out = {}
+        for fd in os.listdir("/proc/%d/fd" % self.pid):
+            try:
+                out[int(fd)] = os.readlink("/proc/%d/fd/%s" % (self.pid, fd))
+            except OSError:
+                pass  # closed meanwhile
+        return out
+
+    def describe_fds(self, fds):
+        """One line per descriptor in fds ({fd: target}); sockets with their `ss` line (state,
+        addresses), found by inode."""
+        ss = subprocess.run(["ss", "-tuanpe"], capture_output=True, text=True).stdout.splitlines()
+        lines = []
+        for fd, target in sorted(fds.items()):
+            m = re.match(r"socket:\[(\d+)\]", target)
+            found = [l for l in ss if m and re.search(r"\bino:%s\b" % m.group(1), l)] if m else []
+            lines.append("fd %d -> %s%s" % (fd, target, ("  " + " ".join(found[0].split())) if found else ""))
+        return "\n".join(lines)
+
     def pipe_capacities(self):
         """{"pipe:[inode]": capacity (F_GETPIPE_SZ)} of every pipe the proxy holds, leaving out
         stdin, stdout and stderr (the test's own capture pipes)."""

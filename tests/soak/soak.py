@@ -329,7 +329,11 @@ class Soak:
         proxy.start(timeout=30.0)
         log("binary=%s pid=%d ports=%s seed=%d clients=%d workers=%d minutes=%.1f"
             % (npp.BINARY, proxy.pid, self.ports, a.seed, a.clients, a.workers, a.minutes))
+        # The file watch (an inotify descriptor) starts after the first "configuration applied":
+        # the baseline counts it.
+        proxy.wait_for_log(r"watching \d+ input file\(s\) for changes", 10.0, 0)
         fds0 = proxy.fd_count()
+        fd_targets0 = proxy.fd_targets()
         rss_first = None
         threads = [threading.Thread(target=self.client, args=(a.seed * 1000 + i,), daemon=True)
                    for i in range(a.clients)]
@@ -356,7 +360,12 @@ class Soak:
             try:
                 npp.wait_until(lambda: proxy.fd_count() == fds0, 15.0, 0.05, "proxy fds back to %d" % fds0)
             except AssertionError:
-                self.fail("round %d: proxy fds %d, baseline %d" % (round_no, proxy.fd_count(), fds0))
+                now = proxy.fd_targets()
+                gone = {fd: t for fd, t in fd_targets0.items() if now.get(fd) != t}
+                new = {fd: t for fd, t in now.items() if fd_targets0.get(fd) != t and not t.startswith("pipe:")}
+                self.fail("round %d: proxy fds %d, baseline %d\nnew since the baseline (pipes left out):\n%s\n"
+                          "gone since the baseline:\n%s" % (round_no, proxy.fd_count(), fds0,
+                                                             proxy.describe_fds(new), proxy.describe_fds(gone)))
             rss = proxy.rss_kib()
             if rss_first is None:
                 rss_first = rss
