@@ -17,25 +17,9 @@ MODE=${1:?close|ka}
 PROXY=${2:?binary or haproxy}
 SECONDS_PER_TEST=${3:-5}
 WORKERS=2
-DIR=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$DIR"' EXIT
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-BE=$(free_port)
+source "$(dirname "$0")/http_backend.sh"
+start_http_backend $WORKERS
 NP=$(free_port)
-mkdir -p "$DIR/logs" "$DIR/www"
-head -c 1024 /dev/urandom >"$DIR/www/1k"
-chmod -R a+rX "$DIR"  # nginx's workers run as nobody
-cat >"$DIR/nginx.conf" <<EOF
-worker_processes $WORKERS;
-pid $DIR/nginx.pid;
-error_log $DIR/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  server { listen 127.0.0.1:$BE reuseport; location / { return 200 "ok\n"; } location /1k { root $DIR/www; } }
-}
-EOF
-nginx -p "$DIR" -c "$DIR/nginx.conf" -g 'daemon off;' &
 if [[ $PROXY == haproxy ]]; then
   cat >"$DIR/haproxy.cfg" <<EOF
 global

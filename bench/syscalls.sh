@@ -8,25 +8,9 @@
 set -euo pipefail
 BIN=${1:-build/nodeport-proxy}
 MODE=${2:-close}
-DIR=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$DIR"' EXIT
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-BE=$(free_port)
+source "$(dirname "$0")/http_backend.sh"
+start_http_backend 1
 NP=$(free_port)
-mkdir -p "$DIR/logs" "$DIR/www"
-head -c 1024 /dev/urandom >"$DIR/www/1k"
-chmod -R a+rX "$DIR"  # nginx's workers run as nobody
-cat >"$DIR/nginx.conf" <<EOF
-worker_processes 1;
-pid $DIR/nginx.pid;
-error_log $DIR/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  server { listen 127.0.0.1:$BE; location / { return 200 "ok\n"; } location /1k { root $DIR/www; } }
-}
-EOF
-nginx -p "$DIR" -c "$DIR/nginx.conf" -g 'daemon off;' &
 strace -f -c -o "$DIR/strace.txt" "$BIN" run --forward "tcp:$NP=127.0.0.1:$BE" --workers 1 \
   --nodeport-addresses 127.0.0.1/32 --service-node-port-range 1024-65535 \
   --healthz-bind-address "" --metrics-bind-address "" --log-level warn &
