@@ -249,23 +249,17 @@ void tcp_session::try_connect() {
     on_connect(ec);
     return;
   }
-  if (::connect(fd, target.data(), static_cast<socklen_t>(target.size())) == 0) {
-    on_connect({});
-    return;
+  int r = ::connect(fd, target.data(), static_cast<socklen_t>(target.size()));
+  if (r < 0 && errno == EINPROGRESS) {
+    // To an endpoint on this node (loopback, a pod behind a local bridge) the handshake has
+    // usually finished by the time connect(2) returns: the SYN, SYN-ACK and ACK are processed
+    // before the call leaves the kernel. A second connect(2) tells: 0 when connected, EALREADY
+    // while the handshake is under way, the error when it failed. One system call instead of the
+    // EPOLL_CTL_MOD that arms a writability wait, the wait itself and the peek after it.
+    do r = ::connect(fd, target.data(), static_cast<socklen_t>(target.size()));
+    while (r < 0 && errno == EINTR);
   }
-  if (errno != EINPROGRESS) {
-    on_connect(error_code(errno, boost::system::system_category()));
-    return;
-  }
-  // To an endpoint on this node (loopback, a pod behind a local bridge) the handshake has usually
-  // finished by the time connect(2) returns: the SYN, SYN-ACK and ACK are processed before the
-  // call leaves the kernel. A second connect(2) tells: 0 when connected, EALREADY while the
-  // handshake is under way, the error when it failed. One system call instead of the EPOLL_CTL_MOD
-  // that arms a writability wait, the wait itself and the peek after it.
-  int again;
-  do again = ::connect(fd, target.data(), static_cast<socklen_t>(target.size()));
-  while (again < 0 && errno == EINTR);
-  if (again == 0) {
+  if (r == 0) {
     // The attempt's deadline still covers what follows before the relay (PROXY header, TLS
     // handshake with the endpoint). Without either, no timer is armed for it: each arm that
     // becomes the reactor's earliest deadline costs a timerfd_settime(2).
@@ -626,8 +620,8 @@ void tcp_session::on_small_read(int d, const error_code& ec, std::size_t n) {
     return;
   }
   if (n == sizeof h.small) {
-    // Filled (a build without the pool-extended receive): more is probably waiting. Read on in a pool buffer behind these bytes, so that
-    // they all leave in one write.
+    // Filled (a build without the pool-extended receive): more is probably waiting. Read on in
+    // a pool buffer behind these bytes, so that they all leave in one write.
     h.buf = worker_.buffers().acquire();
     std::memcpy(h.buf, h.small, n);
     h.filled = n;
