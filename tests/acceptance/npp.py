@@ -382,6 +382,10 @@ class Proxy:
         self.reader.start()
         if ready:
             self.wait_generation(1, timeout)
+            if "--endpoints-file" in self.cmd:
+                # The file watch (an inotify descriptor) starts just after the first "configuration
+                # applied": a test that counts descriptors from here must see it already open.
+                self.wait_for_log(r"watching \d+ input file\(s\) for changes", timeout)
         return self
 
     def _read(self):

@@ -329,10 +329,7 @@ class Soak:
         proxy.start(timeout=30.0)
         log("binary=%s pid=%d ports=%s seed=%d clients=%d workers=%d minutes=%.1f"
             % (npp.BINARY, proxy.pid, self.ports, a.seed, a.clients, a.workers, a.minutes))
-        # The file watch (an inotify descriptor) starts after the first "configuration applied":
-        # the baseline counts it.
-        proxy.wait_for_log(r"watching \d+ input file\(s\) for changes", 10.0, 0)
-        fds0 = proxy.fd_count()
+        fds0 = proxy.fd_count()  # start() waited for the file watch: the baseline counts it
         fd_targets0 = proxy.fd_targets()
         rss_first = None
         threads = [threading.Thread(target=self.client, args=(a.seed * 1000 + i,), daemon=True)
