@@ -612,11 +612,7 @@ void tcp_session::on_small_read(int d, const error_code& ec, std::size_t n) {
       h.drained = true;
     else if (splice_)
       h.spliced = true;
-    if (write_out(d, h.buf, n) != write_status::done) return;  // on_write continues
-    if (h.drained)
-      wait_again(d);
-    else
-      pump_copy(d);
+    if (forward_buffer(d, n)) pump_copy(d);
     return;
   }
   if (n == sizeof h.small) {
@@ -712,22 +708,28 @@ void tcp_session::pump_copy(int d) {
       else if (plain && splice_ && n == size)
         h.spliced = true;  // a whole buffer at once: bulk; splice from the next read on
     }
-    if (write_out(d, h.buf, n) != write_status::done) return;  // on_write continues
-    if (h.drained) {
-      wait_again(d);
-      return;
-    }
-    if (h.spliced) {
-      release_buffer(d);
-      pump_splice(d);
-      return;
-    }
+    if (!forward_buffer(d, n)) return;
   }
   // Still readable after a full turn: let other connections run, then continue (no wait: the
   // reactor would not report an edge for data that is already there).
   asio::post(worker_.context(), [self = shared_from_this(), d] {
     if (self->state_ == state::relaying) self->pump_copy(d);
   });
+}
+
+bool tcp_session::forward_buffer(int d, std::size_t n) {
+  half& h = halves_[d];
+  if (write_out(d, h.buf, n) != write_status::done) return false;  // on_write continues
+  if (h.drained) {
+    wait_again(d);
+    return false;
+  }
+  if (h.spliced) {
+    release_buffer(d);
+    pump_splice(d);
+    return false;
+  }
+  return true;
 }
 
 void tcp_session::on_write(int d, const error_code& ec) {

@@ -171,6 +171,9 @@ class tcp_session : public std::enable_shared_from_this<tcp_session>, public ses
   /// Writes n bytes to d's sink: at once where the socket takes them, else asynchronously
   /// (on_write continues the direction).
   write_status write_out(int d, const char* data, std::size_t n);
+  /// Writes buf[0, n) that a read just filled, then goes on as the read left the direction:
+  /// drained (wait again), spliced (on through a pipe), or neither: returns true, read again.
+  bool forward_buffer(int d, std::size_t n);
   void pump(int d);
   void pump_copy(int d);
   void pump_splice(int d);

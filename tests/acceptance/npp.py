@@ -569,16 +569,9 @@ class Proxy:
     def fd_count(self):
         """Open descriptors, not counting the splice pipes a worker may keep cached (pipes beyond
         that bound do count, so a pipe leak still shows)."""
-        pipes = other = 0
-        for fd in os.listdir("/proc/%d/fd" % self.pid):
-            try:
-                target = os.readlink("/proc/%d/fd/%s" % (self.pid, fd))
-            except OSError:
-                continue  # closed meanwhile
-            if target.startswith("pipe:"):
-                pipes += 1
-            else:
-                other += 1
+        targets = self.fd_targets().values()
+        pipes = sum(1 for t in targets if t.startswith("pipe:"))
+        other = len(targets) - pipes
         workers = 2
         if "--workers" in self.cmd:
             workers = int(self.cmd[self.cmd.index("--workers") + 1])
